@@ -1,0 +1,230 @@
+"""What the CLI sub-commands do, beyond parsing their arguments (``cli.py``).
+
+Output for people is a table; ``--json`` prints the JSON of INTERFACE.md for scripts.
+``ingest`` speaks sysexits to the MTA that pipes mail into it: the reason for a refusal
+goes to stderr, which MTAs quote in the bounce they send.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from mailtracker.config import Config
+from mailtracker.store import Store
+from mailtracker.values import Envelope
+
+__all__ = ["import_path", "ingest", "list_issues", "show_issue", "user_add", "user_list"]
+
+EX_OK, EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL = 0, 65, 66, 75
+
+
+def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | None) -> int:
+    """One mail from an MTA pipe; the exit code is the verdict (sysexits)."""
+    from mailtracker.pipeline import process
+
+    envelope = Envelope(
+        mail_from=_sender(raw, sender), rcpt_tos=tuple(recipients) or (config.trackers[0].address,)
+    )
+    try:
+        store = Store.open(config)
+    except DBAPIError as exc:
+        print(f"mailtracker: database unavailable, try again later: {exc.orig}", file=sys.stderr)
+        return EX_TEMPFAIL
+    try:
+        outcome = process(store, config, raw, envelope)
+    finally:
+        store.close()
+    if not outcome.accepted:
+        print(f"mailtracker: {outcome.reply[4:]}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _sender(raw: bytes, given: str | None) -> str:
+    """The envelope sender: as the MTA passed it, else the Return-Path it wrote, else From.
+
+    Postfix's pipe(8) adds Return-Path with its ``R`` flag; a null Return-Path (``<>``)
+    marks a bounce and must stay null so that it is never answered.
+    """
+    if given is not None:
+        return given.strip("<>")
+    headers = BytesHeaderParser().parsebytes(raw[:65536])
+    return_path = headers.get("Return-Path")
+    if return_path is not None:
+        return str(return_path).strip().strip("<>")
+    return str(headers.get("From", "unknown@invalid"))
+
+
+def import_path(config: Config, path: Path, tracker: str | None, notify: bool) -> int:
+    """Feed an mbox file or a Maildir through the pipeline, in order, threaded by headers."""
+    from mailtracker.pipeline import process
+
+    if not path.exists():
+        print(f"mailtracker: {path}: no such file or folder", file=sys.stderr)
+        return EX_NOINPUT
+    address = config.tracker(tracker).address if tracker else config.trackers[0].address
+    store = Store.open(config)
+    counts: Counter[str] = Counter()
+    try:
+        for i, raw in enumerate(_messages(path), 1):
+            sender = _sender(raw, None)
+            outcome = process(store, config, raw, Envelope(sender, (address,)), notify=notify)
+            counts[_verdict(outcome.reply)] += 1
+            if not outcome.accepted:
+                print(f"message {i}: {outcome.reply}", file=sys.stderr)
+            if i % 100 == 0:
+                print(f"... {i} messages", file=sys.stderr)
+    finally:
+        store.close()
+    print(", ".join(f"{v}: {n}" for v, n in sorted(counts.items())) or "no messages")
+    return EX_OK if counts["refused"] == counts["deferred"] == 0 else EX_DATAERR
+
+
+def _verdict(reply: str) -> str:
+    if reply.startswith("250") and "stored as" in reply:
+        return "imported"
+    if reply.startswith("250"):
+        return "duplicates or ignored"
+    return "deferred" if reply.startswith("4") else "refused"
+
+
+def _messages(path: Path) -> Iterator[bytes]:
+    if path.is_dir():
+        box: mailbox.Mailbox[Any] = mailbox.Maildir(str(path), factory=None, create=False)
+        keys = sorted(box.keys())  # unique names start with the delivery time
+    else:
+        box = mailbox.mbox(str(path), create=False)
+        keys = list(box.keys())
+    for key in keys:
+        yield box.get_bytes(key)
+
+
+def list_issues(
+    store: Store, config: Config, tracker: str | None, status: str | None, as_json: bool
+) -> int:
+    from mailtracker.views import issue_json
+    from mailtracker.views import list_issues as query
+
+    with store.read() as session:
+        data = [issue_json(session, i, full=False) for i in query(session, tracker, status)]
+    if as_json:
+        _print_json(data)
+        return EX_OK
+    rows = [
+        [d["id"], d["status"], d["priority"] or "", d["updated"][:16].replace("T", " "), d["title"]]
+        for d in data
+    ]
+    _table(["ISSUE", "STATUS", "PRIORITY", "UPDATED", "TITLE"], rows)
+    return EX_OK
+
+
+def show_issue(store: Store, config: Config, ref: str, as_json: bool) -> int:
+    from mailtracker.views import find_issue, issue_json, parse_issue_ref
+
+    try:
+        tracker, number = parse_issue_ref(ref, config)
+    except ValueError as exc:
+        print(f"mailtracker: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    with store.read() as session:
+        issue = find_issue(session, tracker, number)
+        data = issue_json(session, issue, full=True) if issue else None
+    if data is None:
+        print(f"mailtracker: no issue {tracker}/{number}", file=sys.stderr)
+        return EX_DATAERR
+    if as_json:
+        _print_json(data)
+    else:
+        _print_issue(data)
+    return EX_OK
+
+
+def _print_issue(data: dict[str, Any]) -> None:
+    print(f"{data['id']}: {data['title']}")
+    print(
+        f"  status: {data['status']}   priority: {data['priority'] or '-'}   "
+        f"assignee: {data['assignee'] or '-'}"
+    )
+    print(f"  nosy: {', '.join(data['nosy']) or '-'}")
+    print(f"  created {data['created']}, updated {data['updated']}")
+    for n, m in enumerate(data["messages"], 1):
+        print(f"\n--- message {n} from {m['author']} ({m['date']}) ---")
+        print(m["body"].rstrip() or "(no text)")
+        for a in m["attachments"]:
+            print(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+def user_add(store: Store, email: str, name: str, role: str) -> int:
+    from mailtracker import store as queries
+
+    if "@" not in email:
+        print(f"mailtracker: '{email}' is not a mail address", file=sys.stderr)
+        return EX_DATAERR
+    try:
+        with store.write() as session:
+            if queries.user_by_address(session, email) is not None:
+                raise IntegrityError("", None, Exception("exists"))
+            queries.create_user(session, email, name, role)
+    except IntegrityError:
+        print(f"mailtracker: a user with the address {email.lower()} exists", file=sys.stderr)
+        return EX_DATAERR
+    print(f"added {email.lower()} ({role})")
+    return EX_OK
+
+
+def user_list(store: Store, as_json: bool) -> int:
+    from mailtracker.views import users_json
+
+    with store.read() as session:
+        data = users_json(session)
+    if as_json:
+        _print_json(data)
+    else:
+        _table(["EMAIL", "NAME", "ROLE"], [[u["email"], u["name"], u["role"]] for u in data])
+    return EX_OK
+
+
+def show_outbox(store: Store, include_sent: bool, as_json: bool) -> int:
+    from mailtracker.deliver import outbox_rows
+
+    rows = outbox_rows(store, include_sent=include_sent)
+    if as_json:
+        _print_json([r.to_json() for r in rows])
+        return EX_OK
+    _table(
+        ["ID", "STATUS", "TRIES", "RECIPIENT", "NEXT TRY", "LAST ERROR"],
+        [
+            [
+                str(r.id),
+                r.status,
+                str(r.attempts),
+                r.recipient,
+                str(r.to_json().get("next_attempt_at") or ""),
+                r.last_error[:60],
+            ]
+            for r in rows
+        ],
+    )
+    return EX_OK
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,68 @@
+"""Our addresses: which tracker a recipient names and what its sub-address asks for.
+
+INTERFACE.md: ``bugs@``, ``bugs+42@``, ``bugs+42+TOKEN@`` and
+``bugs-bounces[+TOKEN]@``. Anything else is refused at RCPT (550 5.1.1), before the body is
+sent. Local parts and domains compare case-insensitively (RFC 5321 lets us choose; every
+MTA in front of us folds case anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from mailtracker.config import TrackerConfig
+
+__all__ = ["Recipient", "classify", "normalize"]
+
+# Tokens are compared lower-cased: MTAs and clients may fold the case of local parts.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One envelope recipient we accept: ``kind`` is main, issue or bounces."""
+
+    address: str
+    tracker: str
+    kind: str
+    number: int | None = None
+    token: str = ""
+
+
+def normalize(address: str) -> str:
+    """``"<Bugs@Example.ORG>"`` → ``"bugs@example.org"``."""
+    return parseaddr(address.strip())[1].lower() or address.strip().strip("<>").lower()
+
+
+def classify(address: str, trackers: tuple[TrackerConfig, ...]) -> Recipient | None:
+    """The tracker address ``address`` stands for, or ``None`` if it is not ours."""
+    addr = normalize(address)
+    local, _, domain = addr.rpartition("@")
+    if not local:
+        return None
+    for tracker in trackers:
+        if domain != tracker.domain:
+            continue
+        found = _classify_local(addr, local, tracker)
+        if found is not None:
+            return found
+    return None
+
+
+def _classify_local(addr: str, local: str, tracker: TrackerConfig) -> Recipient | None:
+    base, _, sub = local.partition("+")
+    if base == f"{tracker.local_part}-bounces":
+        ok = not sub or _TOKEN.match(sub) is not None
+        return Recipient(addr, tracker.name, "bounces", token=sub) if ok else None
+    if base != tracker.local_part:
+        return None
+    if not sub:
+        return Recipient(addr, tracker.name, "main")
+    number, plus, token = sub.partition("+")
+    if not number.isdigit() or len(number) > 9 or int(number) == 0:
+        return None
+    if plus and not _TOKEN.match(token):
+        return None
+    return Recipient(addr, tracker.name, "issue", number=int(number), token=token)

@@ -1,0 +1,181 @@
+"""The ``mailtracker`` command (INTERFACE.md): one sub-command per job, ``-c FILE`` anywhere.
+
+Heavy modules are imported inside the commands that need them, so that ``ingest``, which an
+MTA starts once per mail, pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mailtracker.config import Config, load_config
+from mailtracker.errors import ConfigError
+
+__all__ = ["main"]
+
+EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 70, 75, 78
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "init":
+        from mailtracker.initialize import init
+
+        return init(args.directory)
+    try:
+        config = load_config(args.config)
+        func: Handler = args.func
+        return func(args, config)
+    except ConfigError as exc:
+        print(f"mailtracker: {exc}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser = argparse.ArgumentParser(
+        prog="mailtracker", description="An email-first issue tracker.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    init = sub.add_parser("init", parents=[common], help="write a commented mailtracker.toml")
+    init.add_argument("directory", nargs="?", default=".")
+    init.set_defaults(func=lambda a, c: 0)
+    _add(sub, common, "serve", "SMTP listener and delivery worker", _serve)
+    ingest = _add(sub, common, "ingest", "one message from stdin, as an MTA pipe", _ingest)
+    ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR")
+    ingest.add_argument("--sender", metavar="ADDR", help="envelope sender (MAIL FROM)")
+    imp = _add(sub, common, "import", "an mbox file or Maildir, threaded", _import)
+    imp.add_argument("path")
+    imp.add_argument("--tracker", metavar="T")
+    imp.add_argument("--notify", action="store_true", help="send notifications too")
+    issues = _add(sub, common, "issues", "list issues", _issues)
+    issues.add_argument("--tracker", metavar="T")
+    issues.add_argument("--status", metavar="S")
+    issues.add_argument("--json", action="store_true")
+    show = _add(sub, common, "show", "one issue with its messages", _show)
+    show.add_argument("issue", metavar="ISSUE", help="42, issue42 or TRACKER/42")
+    show.add_argument("--json", action="store_true")
+    _user_parsers(sub, common)
+    outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--all", action="store_true", help="include mail already sent")
+    deliver = _add(sub, common, "deliver", "send queued mail", _deliver)
+    deliver.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="try every queued mail now, whatever its backoff says",
+    )
+    db = sub.add_parser("db", parents=[common], help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    _add(db_sub, common, "upgrade", "apply schema migrations", _db_upgrade)
+    return parser
+
+
+def _add(
+    sub: Any, common: argparse.ArgumentParser, name: str, text: str, func: Handler
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=text, description=text
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    user = sub.add_parser("user", parents=[common], help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = _add(user_sub, common, "add", "add a user", _user_add)
+    add.add_argument("email")
+    add.add_argument("--name", default="")
+    add.add_argument("--role", choices=("admin", "developer", "user"), default="user")
+    listing = _add(user_sub, common, "list", "list users", _user_list)
+    listing.add_argument("--json", action="store_true")
+
+
+def _open_store(config: Config) -> Any:
+    from mailtracker.store import Store
+
+    return Store.open(config)
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    import asyncio
+
+    from mailtracker.serve import serve_forever
+
+    logging.getLogger().setLevel(logging.INFO)
+    return asyncio.run(serve_forever(config))
+
+
+def _ingest(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import ingest
+
+    return ingest(config, sys.stdin.buffer.read(), args.recipient, args.sender)
+
+
+def _import(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import import_path
+
+    return import_path(config, Path(args.path), args.tracker, args.notify)
+
+
+def _issues(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import list_issues
+
+    return list_issues(_open_store(config), config, args.tracker, args.status, args.json)
+
+
+def _show(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import show_issue
+
+    return show_issue(_open_store(config), config, args.issue, args.json)
+
+
+def _user_add(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import user_add
+
+    return user_add(_open_store(config), args.email, args.name, args.role)
+
+
+def _user_list(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import user_list
+
+    return user_list(_open_store(config), args.json)
+
+
+def _outbox(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import show_outbox
+
+    return show_outbox(_open_store(config), args.all, args.json)
+
+
+def _deliver(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.deliver import deliver_due
+
+    report = deliver_due(_open_store(config), config, force=True)
+    print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, config: Config) -> int:
+    store = _open_store(config)
+    print(f"database at the newest schema ({store.dialect})")
+    return 0

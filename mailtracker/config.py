@@ -1,0 +1,320 @@
+"""Configuration: read once from TOML into frozen dataclasses and passed in explicitly.
+
+Lookup order (INTERFACE.md): ``-c FILE``, ``$MAILTRACKER_CONFIG``, ``./mailtracker.toml``,
+built-in defaults. Relative paths in a file are taken relative to that file's folder, so a
+tracker made by ``mailtracker init DIR`` works from any working directory.
+Every problem is one line naming the key and the file (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailtracker.errors import ConfigError
+
+__all__ = [
+    "AuthenticationConfig",
+    "Config",
+    "DatabaseConfig",
+    "GithubConfig",
+    "LmtpConfig",
+    "OutgoingConfig",
+    "SmtpConfig",
+    "TrackerConfig",
+    "WebConfig",
+    "find_config_file",
+    "load_config",
+    "parse_hostport",
+]
+
+UNKNOWN_SENDER_POLICIES = ("register", "reject", "moderate")
+VERIFY_SENDER_MODES = ("commands", "all", "off")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///mailtracker.db"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    listen: str = "127.0.0.1:8025"
+    hostname: str = "localhost"
+    max_message_size: int = 26_214_400
+
+
+@dataclass(frozen=True)
+class OutgoingConfig:
+    smarthost: str = ""
+    maildir: str = "outgoing"
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_private_key: str = ""
+
+
+@dataclass(frozen=True)
+class LmtpConfig:
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8080"
+    base_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class GithubConfig:
+    webhook_secret: str = ""
+
+
+@dataclass(frozen=True)
+class AuthenticationConfig:
+    trusted_authserv_ids: tuple[str, ...] = ()
+    verify_dkim: bool = True
+    static_dns: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    name: str = "tracker"
+    address: str = "tracker@localhost"
+    title: str = "Tracker"
+    subject_tag: str = "issue"
+    unknown_senders: str = "register"
+    verify_senders: str = "commands"
+    github_repos: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ("new", "open", "pending", "resolved", "closed")
+    priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rsplit("@", 1)[0].lower()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+    @property
+    def list_id(self) -> str:
+        """RFC 2919 list identifier: ``bugs.example.org``."""
+        return f"{self.local_part}.{self.domain}"
+
+    @property
+    def bounce_address(self) -> str:
+        return f"{self.local_part}-bounces@{self.domain}"
+
+    def issue_address(self, number: int) -> str:
+        return f"{self.local_part}+{number}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = DatabaseConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    outgoing: OutgoingConfig = OutgoingConfig()
+    lmtp: LmtpConfig = LmtpConfig()
+    web: WebConfig = WebConfig()
+    github: GithubConfig = GithubConfig()
+    authentication: AuthenticationConfig = AuthenticationConfig()
+    trackers: tuple[TrackerConfig, ...] = (TrackerConfig(),)
+    path: Path | None = None
+
+    def tracker(self, name: str) -> TrackerConfig:
+        for tracker in self.trackers:
+            if tracker.name == name:
+                return tracker
+        raise KeyError(name)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseConfig,
+    "smtp": SmtpConfig,
+    "outgoing": OutgoingConfig,
+    "lmtp": LmtpConfig,
+    "web": WebConfig,
+    "github": GithubConfig,
+    "authentication": AuthenticationConfig,
+}
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """The file to read, by INTERFACE.md's order; ``None`` means built-in defaults."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("MAILTRACKER_CONFIG")
+    if from_env:
+        return Path(from_env)
+    local = Path("mailtracker.toml")
+    return local if local.exists() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read and validate the configuration; raises ``ConfigError`` with one clear line."""
+    path = find_config_file(explicit)
+    if path is None:
+        return _validated(Config(), Path.cwd(), "built-in defaults")
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return config_from_mapping(data, path)
+
+
+def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
+    """Build a ``Config`` from parsed TOML, checking every key and value."""
+    where = str(path)
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "trackers":
+            continue
+        if key not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown section '{key}'")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a table ([{key}])")
+        sections[key] = _build(_SECTIONS[key], value, key, where)
+    trackers = _trackers(data.get("trackers"), where)
+    config = Config(**sections, trackers=trackers, path=path.resolve())
+    return _validated(config, path.resolve().parent, where)
+
+
+def _trackers(raw: Any, where: str) -> tuple[TrackerConfig, ...]:
+    if raw is None:
+        return (TrackerConfig(),)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}: 'trackers' must be one or more [[trackers]] tables")
+    result = []
+    for i, table in enumerate(raw):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: 'trackers[{i}]' must be a table")
+        result.append(_build(TrackerConfig, table, f"trackers[{i}]", where))
+    return tuple(result)
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], prefix: str, where: str) -> Any:
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}.{key}"
+        if key not in cls.__dataclass_fields__:
+            raise ConfigError(f"{where}: unknown key '{name}'")
+        values[key] = _coerce(getattr(defaults, key), value, name, where)
+    return cls(**values)
+
+
+def _coerce(default: Any, value: Any, name: str, where: str) -> Any:
+    """Check ``value`` against the type of the default; lists become tuples."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: '{name}' must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{where}: '{name}' must be a positive whole number, not {value!r}")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: '{name}' must be a string, not {value!r}")
+        return value.strip()
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: '{name}' must be a list of strings, not {value!r}")
+        return tuple(v.strip() for v in value)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where}: '{name}' must be a table of strings, not {value!r}")
+    return dict(value)
+
+
+def parse_hostport(value: str, name: str, where: str) -> tuple[str, int]:
+    """``"127.0.0.1:8025"`` or ``"[::1]:8025"`` → ``(host, port)``."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: '{name}' must be HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+def _validated(config: Config, base: Path, where: str) -> Config:
+    parse_hostport(config.smtp.listen, "smtp.listen", where)
+    if config.web.listen:
+        parse_hostport(config.web.listen, "web.listen", where)
+    if config.lmtp.listen and ":" in config.lmtp.listen and "/" not in config.lmtp.listen:
+        parse_hostport(config.lmtp.listen, "lmtp.listen", where)
+    if config.outgoing.smarthost:
+        parse_hostport(config.outgoing.smarthost, "outgoing.smarthost", where)
+    _check_trackers(config.trackers, where)
+    return _resolve_paths(config, base, where)
+
+
+def _check_trackers(trackers: tuple[TrackerConfig, ...], where: str) -> None:
+    names: set[str] = set()
+    addresses: set[str] = set()
+    for i, t in enumerate(trackers):
+        key = f"trackers[{i}]"
+        if not t.name or not t.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: '{key}.name' must be letters, digits, - or _")
+        if t.address.count("@") != 1 or "+" in t.local_part or not t.local_part or not t.domain:
+            raise ConfigError(f"{where}: '{key}.address' must be LOCAL@DOMAIN without '+'")
+        if not t.subject_tag.isalnum():
+            raise ConfigError(f"{where}: '{key}.subject_tag' must be letters and digits")
+        _check_choice(t.unknown_senders, UNKNOWN_SENDER_POLICIES, f"{key}.unknown_senders", where)
+        _check_choice(t.verify_senders, VERIFY_SENDER_MODES, f"{key}.verify_senders", where)
+        for listname in ("statuses", "priorities"):
+            values = getattr(t, listname)
+            if not values or len(set(values)) != len(values) or not all(values):
+                raise ConfigError(f"{where}: '{key}.{listname}' needs distinct, non-empty values")
+        if t.name in names or t.address.lower() in addresses:
+            raise ConfigError(f"{where}: '{key}' repeats the name or address of another tracker")
+        names.add(t.name)
+        addresses.add(t.address.lower())
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str, where: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: '{name}' must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _resolve_paths(config: Config, base: Path, where: str) -> Config:
+    """Make file paths absolute against the config file's folder."""
+    url = config.database.url
+    if not url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"{where}: 'database.url' must be a sqlite:/// or postgresql URL")
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite://" and not url[len(prefix) :].startswith("/"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            url = prefix + str(base / rest)
+    outgoing = config.outgoing
+    maildir = "" if outgoing.smarthost else outgoing.maildir
+    if maildir and not os.path.isabs(maildir):
+        maildir = str(base / maildir)
+    key = outgoing.dkim_private_key
+    if key and not os.path.isabs(key):
+        key = str(base / key)
+    return Config(
+        database=DatabaseConfig(url=url),
+        smtp=config.smtp,
+        outgoing=OutgoingConfig(
+            smarthost=outgoing.smarthost,
+            maildir=maildir,
+            dkim_domain=outgoing.dkim_domain,
+            dkim_selector=outgoing.dkim_selector,
+            dkim_private_key=key,
+        ),
+        lmtp=config.lmtp,
+        web=config.web,
+        github=config.github,
+        authentication=config.authentication,
+        trackers=config.trackers,
+        path=config.path,
+    )

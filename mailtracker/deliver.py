@@ -1,0 +1,507 @@
+"""Deliver the outbox: send each queued mail to the smarthost (or a Maildir), with retries.
+
+The outbox rows were committed with the change that caused them (ARCHITECTURE rule 4), so
+this worker is the only place a notification leaves the system. It must never lose one and
+should send each one once:
+
+- A batch is *claimed* in one short transaction: ``attempts + 1`` and ``next_attempt_at =
+  now + LEASE``. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets any number of workers claim
+  side by side; on SQLite ``store.write()`` already holds the one write lock.
+- The mail is sent outside any transaction, then its outcome is written in a new short
+  transaction, fenced on ``attempts`` so a worker whose lease ran out cannot overwrite the
+  row another worker claimed since.
+- A worker that dies mid-batch leaves its rows claimed; after the lease they are claimed
+  again and sent with the same bytes, hence the same Message-ID, so receivers dedupe.
+
+A transport is a three-method seam (``open``, ``send``, ``close``) that raises
+``TransportError(temporary, reason)``; tests and other transports plug in through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+import re
+import smtplib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Update, select, update
+from sqlalchemy.exc import DBAPIError
+
+from mailtracker.config import Config, parse_hostport
+from mailtracker.errors import ConfigError, MailtrackerError
+from mailtracker.models import Issue, Outbox, Tracker, utcnow
+from mailtracker.store import Store
+
+__all__ = [
+    "BACKOFF",
+    "LEASE",
+    "MAX_AGE",
+    "DeliveryReport",
+    "MaildirTransport",
+    "OutboxView",
+    "SmtpTransport",
+    "Transport",
+    "TransportError",
+    "backoff",
+    "deliver_due",
+    "outbox_rows",
+    "run_worker",
+    "transport_for",
+]
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+MAX_AGE = timedelta(days=5)
+BACKOFF = tuple(timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240))
+BATCH = 100
+SMTP_TIMEOUT = 30.0
+# Stop sending a batch well before its lease runs out, so no other worker can claim a row
+# this one is still about to send.
+SEND_BUDGET = LEASE / 2
+
+
+class TransportError(MailtrackerError):
+    """A mail was not handed over; ``temporary`` says whether trying again may help."""
+
+    def __init__(self, temporary: bool, reason: str) -> None:
+        super().__init__(reason)
+        self.temporary = temporary
+        self.reason = reason
+
+
+class Transport(Protocol):
+    """Where mail goes. ``open`` and ``send`` raise ``TransportError``; ``close`` never raises."""
+
+    def open(self) -> None: ...
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SmtpTransport:
+    """One SMTP connection per batch. Once the connection is lost, every later send fails
+    fast with the same reason, so the rest of the batch is deferred instead of timing out."""
+
+    def __init__(self, host: str, port: int, helo: str, timeout: float = SMTP_TIMEOUT) -> None:
+        self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
+        self._smtp: smtplib.SMTP | None = None
+        self._broken = "not connected"
+
+    def open(self) -> None:
+        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.timeout)
+        try:
+            smtp.connect(self.host, self.port)
+            smtp.ehlo_or_helo_if_needed()
+        except OSError as exc:  # smtplib.SMTPException is an OSError too
+            smtp.close()
+            raise self._lost(f"{self.host}:{self.port}: {_describe(exc)}") from exc
+        self._smtp = smtp
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        if self._smtp is None:
+            raise TransportError(True, self._broken)
+        data = _crlf(raw)
+        options = self._mail_options(envelope_from + recipient, data)
+        try:
+            self._smtp.sendmail(envelope_from, [recipient], data, options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            raise self._reply_error(code, text) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise self._reply_error(exc.smtp_code, exc.smtp_error) from exc
+        except (UnicodeEncodeError, smtplib.SMTPNotSupportedError) as exc:
+            raise TransportError(False, f"cannot send to this server: {exc}") from exc
+        except OSError as exc:  # disconnected, timed out, reset
+            raise self._lost(_describe(exc)) from exc
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except OSError:
+            smtp.close()
+
+    def _mail_options(self, addresses: str, data: bytes) -> list[str]:
+        """RFC 6152 and RFC 6531: declare 8-bit bodies and non-ASCII addresses."""
+        assert self._smtp is not None
+        options = []
+        if not data.isascii() and self._smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not addresses.isascii() and self._smtp.has_extn("smtputf8"):
+            options.append("SMTPUTF8")
+        return options
+
+    def _reply_error(self, code: int, text: bytes | str) -> TransportError:
+        reply = " ".join(f"{code} {_text(text)}".split())
+        if code == 421:  # the server closes the connection (RFC 5321 3.8)
+            return self._lost(reply)
+        return TransportError(not 500 <= code < 600, reply)
+
+    def _lost(self, reason: str) -> TransportError:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+        self._broken = reason
+        return TransportError(True, reason)
+
+
+class MaildirTransport:
+    """Write each mail into a Maildir (tmp, then renamed into new: atomic). For demos and
+    sites whose MTA picks outgoing mail up from a folder."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._box: mailbox.Maildir | None = None
+
+    def open(self) -> None:
+        try:
+            self._box = mailbox.Maildir(self.path, create=True)
+        except OSError as exc:
+            raise TransportError(True, f"cannot open Maildir {self.path}: {exc}") from exc
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        if self._box is None:
+            raise TransportError(True, f"Maildir {self.path} is not open")
+        try:
+            self._box.add(raw)
+        except (OSError, mailbox.Error) as exc:
+            raise TransportError(True, f"cannot write to Maildir {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._box = None
+
+
+def transport_for(config: Config) -> Transport:
+    """The transport the configuration names: the smarthost if set, else the Maildir."""
+    outgoing = config.outgoing
+    if outgoing.smarthost:
+        where = str(config.path or "configuration")
+        host, port = parse_hostport(outgoing.smarthost, "outgoing.smarthost", where)
+        return SmtpTransport(host, port, config.smtp.hostname)
+    if outgoing.maildir:
+        return MaildirTransport(outgoing.maildir)
+    raise ConfigError("outgoing: set either 'smarthost' or 'maildir'")
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one ``deliver_due`` call did; ``released`` rows were claimed but not tried."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    released: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.deferred + self.failed + self.released
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    message_id: str
+    envelope_from: str
+    recipient: str
+    raw: bytes
+    attempts: int
+    created_at: datetime
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failed try."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
+
+
+def deliver_due(
+    store: Store,
+    config: Config,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    limit: int = BATCH,
+    transport: Transport | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> DeliveryReport:
+    """Claim due rows (every queued row if ``force``), send them and record each outcome.
+
+    ``now`` fixes the clock (tests); ``cancelled`` is polled between mails, and rows not yet
+    tried when it turns true are handed back at once.
+    """
+    chosen = transport if transport is not None else transport_for(config)  # before claiming
+    clock = utcnow if now is None else (lambda: _naive_utc(now))
+    claims = _claim(store, clock(), force, limit)
+    if not claims:
+        return DeliveryReport()
+    return _send_batch(store, chosen, claims, clock, cancelled or (lambda: False))
+
+
+def _claim(store: Store, now: datetime, force: bool, limit: int) -> list[_Claim]:
+    query = select(Outbox).where(Outbox.status == "queued")
+    if not force:
+        query = query.where(Outbox.next_attempt_at <= now)
+    query = query.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+    if store.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    with store.write() as session:
+        rows = session.scalars(query).all()
+        for row in rows:
+            row.attempts += 1
+            row.next_attempt_at = now + LEASE
+        return [_claim_of(row) for row in rows]
+
+
+def _claim_of(row: Outbox) -> _Claim:
+    return _Claim(**{f.name: getattr(row, f.name) for f in fields(_Claim)})
+
+
+def _send_batch(
+    store: Store,
+    transport: Transport,
+    claims: Sequence[_Claim],
+    clock: Callable[[], datetime],
+    cancelled: Callable[[], bool],
+) -> DeliveryReport:
+    tally: Counter[str] = Counter()
+    deadline = time.monotonic() + SEND_BUDGET.total_seconds()
+    broken = _open(transport)
+    try:
+        for index, claim in enumerate(claims):
+            if cancelled() or time.monotonic() > deadline:
+                tally["released"] += _release(store, claims[index:], clock())
+                break
+            error = broken or _attempt(transport, claim)
+            tally[_record(store, claim, error, clock())] += 1
+    finally:
+        if broken is None:
+            transport.close()
+    return DeliveryReport(tally["sent"], tally["deferred"], tally["failed"], tally["released"])
+
+
+def _open(transport: Transport) -> TransportError | None:
+    try:
+        transport.open()
+    except TransportError as exc:
+        log.warning("outbox: cannot open the transport: %s", exc.reason)
+        return exc
+    return None
+
+
+def _attempt(transport: Transport, claim: _Claim) -> TransportError | None:
+    try:
+        transport.send(claim.envelope_from, claim.recipient, claim.raw)
+    except TransportError as exc:
+        return exc
+    except Exception as exc:  # a transport bug must not leave the row claimed for good
+        log.exception("%s to %s: transport error", _mid(claim), claim.recipient)
+        return TransportError(True, f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _record(store: Store, claim: _Claim, error: TransportError | None, now: datetime) -> str:
+    """Write the outcome if the row is still ours; returns sent, deferred or failed."""
+    kind, values = _outcome(claim, error, now)
+    with store.write() as session:
+        owned = session.execute(_fenced(claim).values(**values).returning(Outbox.id)).first()
+    if owned is None:
+        log.warning(
+            "%s to %s: lease lost, outcome not recorded: %s", _mid(claim), claim.recipient, kind
+        )
+    else:
+        _log_outcome(claim, kind, values)
+    return kind
+
+
+def _outcome(
+    claim: _Claim, error: TransportError | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    if error is None:
+        return "sent", {"status": "sent", "sent_at": now}
+    if not error.temporary:
+        return "failed", {"status": "failed", "last_error": error.reason}
+    if now - claim.created_at >= MAX_AGE:
+        tries = f"{claim.attempts} attempt{'s' if claim.attempts != 1 else ''}"
+        return "failed", {
+            "status": "failed",
+            "last_error": f"gave up after {tries}: {error.reason}",
+        }
+    retry = now + backoff(claim.attempts)
+    return "deferred", {"next_attempt_at": retry, "last_error": error.reason}
+
+
+def _release(store: Store, claims: Sequence[_Claim], now: datetime) -> int:
+    """Hand back rows claimed but not tried: due at once, the claim not counted."""
+    with store.write() as session:
+        for claim in claims:
+            session.execute(_fenced(claim).values(attempts=claim.attempts - 1, next_attempt_at=now))
+    log.info("outbox: handed back %d claimed mails", len(claims))
+    return len(claims)
+
+
+def _fenced(claim: _Claim) -> Update:
+    """An UPDATE of the row only while it is still this worker's claim."""
+    return (
+        update(Outbox)
+        .where(Outbox.id == claim.id, Outbox.attempts == claim.attempts)
+        .where(Outbox.status == "queued")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _log_outcome(claim: _Claim, kind: str, values: dict[str, Any]) -> None:
+    head = f"{_mid(claim)} to {claim.recipient}"
+    if kind == "sent":
+        log.info("%s: sent (attempt %d)", head, claim.attempts)
+    elif kind == "deferred":
+        when = _iso(values["next_attempt_at"])
+        log.info("%s: deferred until %s: %s", head, when, values["last_error"])
+    else:
+        log.warning("%s: failed: %s", head, values["last_error"])
+
+
+async def run_worker(
+    store: Store,
+    config: Config,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    poll_seconds: float = 1.0,
+) -> None:
+    """Deliver whenever ``wake`` is set, or every ``poll_seconds``, until ``stop`` is set."""
+    log.info("outbox: delivery worker started")
+    problem = ""
+    while not stop.is_set():
+        wake.clear()
+        report, problem = await _round(store, config, stop, problem)
+        if report is not None and report.total >= BATCH and not report.released:
+            continue  # a full batch: more may be due right now
+        await _wait(wake, stop, poll_seconds)
+    log.info("outbox: delivery worker stopped")
+
+
+async def _round(
+    store: Store, config: Config, stop: asyncio.Event, problem: str
+) -> tuple[DeliveryReport | None, str]:
+    """One ``deliver_due`` in a thread; a failure is logged once, not every round."""
+    try:
+        # Event.is_set only reads a flag, so the worker thread may poll it.
+        report = await asyncio.to_thread(deliver_due, store, config, cancelled=stop.is_set)
+    except Exception as exc:
+        now_problem = _describe(exc)
+        if now_problem != problem:
+            trace = not isinstance(exc, DBAPIError)  # a database that is down needs no trace
+            log.warning("outbox: delivery failed, will retry: %s", now_problem, exc_info=trace)
+        return None, now_problem
+    if problem:
+        log.info("outbox: delivering again")
+    return report, ""
+
+
+async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    """One outbox row as ``mailtracker outbox`` shows it."""
+
+    id: int
+    message_id: str
+    tracker: str
+    issue: int | None
+    recipient: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "tracker": self.tracker,
+            "issue": self.issue,
+            "recipient": self.recipient,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "last_error": self.last_error,
+            "created_at": _iso(self.created_at),
+            "sent_at": None if self.sent_at is None else _iso(self.sent_at),
+        }
+
+
+def outbox_rows(store: Store, include_sent: bool = False) -> list[OutboxView]:
+    """Queued and failed mail (and sent mail if asked), oldest first."""
+    query = (
+        select(
+            Outbox.id,
+            Outbox.message_id,
+            Tracker.name,
+            Issue.number,
+            Outbox.recipient,
+            Outbox.status,
+            Outbox.attempts,
+            Outbox.next_attempt_at,
+            Outbox.last_error,
+            Outbox.created_at,
+            Outbox.sent_at,
+        )
+        .select_from(Outbox)
+        .join(Tracker, Tracker.id == Outbox.tracker_id)
+        .outerjoin(Issue, Issue.id == Outbox.issue_id)
+        .order_by(Outbox.id)
+    )
+    if not include_sent:
+        query = query.where(Outbox.status != "sent")
+    with store.read() as session:
+        return [OutboxView(*row) for row in session.execute(query)]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Tables hold naive UTC; an aware time is converted, a naive one taken as UTC."""
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _iso(moment: datetime) -> str:
+    return _naive_utc(moment).replace(microsecond=0).isoformat() + "Z"
+
+
+def _crlf(raw: bytes) -> bytes:
+    """SMTP wants CRLF line ends (RFC 5321 2.3.8); a bare LF is refused by strict servers."""
+    return re.sub(rb"\r?\n", b"\r\n", raw)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the log and ``last_error``; an SMTP reply as ``CODE text``."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}".splitlines()[0]
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _mid(claim: _Claim) -> str:
+    mid = claim.message_id
+    return mid if mid.startswith("<") else f"<{mid}>"

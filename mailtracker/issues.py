@@ -1,0 +1,211 @@
+"""Apply: the one place where a mail (or any other interface) changes the tracker.
+
+Every interface ends here, so a rule is written once: who may write, who joins the nosy list,
+who is told. It runs inside the caller's transaction and writes the raw mail, its parsed
+rows, the journal and (through ``notify``) the outbox together, or nothing at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from mailtracker import store
+from mailtracker.addresses import classify
+from mailtracker.config import Config, TrackerConfig
+from mailtracker.errors import Duplicate, NotPermitted, Rejected
+from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
+from mailtracker.values import Change, Commands, Incoming, Sender, Target, TargetKind
+
+__all__ = ["apply", "thread_root"]
+
+
+def thread_root(tracker: TrackerConfig, number: int, hostname: str) -> str:
+    """The stable id every notification of an issue replies to: ``issue42.bugs@host``."""
+    return f"{tracker.subject_tag}{number}.{tracker.name}@{hostname}"
+
+
+def apply(
+    session: Session,
+    config: Config,
+    tracker: TrackerConfig,
+    target: Target,
+    sender: Sender,
+    incoming: Incoming,
+    commands: Commands,
+) -> Change:
+    """Store the mail on its issue (creating the issue if asked) and say who is to be told."""
+    row = store.tracker_row(session, tracker.name)
+    if store.message_exists(session, row.id, incoming.message_id):
+        raise Duplicate(f"message <{incoming.message_id}> is already stored in {tracker.name}")
+    author = _author(session, tracker, sender)
+    now = utcnow()
+    if target.kind is TargetKind.NEW_ISSUE:
+        hostname = config.smtp.hostname
+        issue = _new_issue(session, row.id, tracker, hostname, commands.title, now)
+        created = True
+    else:
+        issue = _existing_issue(session, row.id, tracker, target)
+        created = False
+    message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)
+    if created:
+        _journal_creation(session, issue, author, message, now)
+        cc_users = _cc_users(session, config, tracker, incoming, author)
+        store.add_nosy(session, issue.id, cc_users)
+    store.add_nosy(session, issue.id, [author.id])
+    issue.updated_at = now
+    recipients = () if sender.quiet else _recipients(session, issue, author, incoming)
+    return Change(
+        tracker=tracker.name,
+        issue_pk=issue.id,
+        number=issue.number,
+        message_pk=message.id,
+        created=created,
+        author_pk=author.id,
+        recipients=recipients,
+    )
+
+
+def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> User:
+    user = store.user_by_address(session, sender.address)
+    if user is not None:
+        if not user.name and sender.name:
+            user.name = sender.name
+        return user
+    if tracker.unknown_senders == "reject":
+        raise NotPermitted(
+            f"{tracker.title} takes mail only from registered users, and {sender.address} "
+            f"is not one; ask the tracker's administrators for an account"
+        )
+    return store.create_user(session, sender.address, sender.name)
+
+
+def _new_issue(
+    session: Session,
+    tracker_id: int,
+    tracker: TrackerConfig,
+    hostname: str,
+    title: str,
+    now: datetime,
+) -> Issue:
+    number = store.next_issue_number(session, tracker_id)
+    issue = Issue(
+        tracker_id=tracker_id,
+        number=number,
+        title=title,
+        status=tracker.statuses[0],
+        priority=None,
+        thread_root=thread_root(tracker, number, hostname),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(issue)
+    session.flush()
+    return issue
+
+
+def _existing_issue(
+    session: Session, tracker_id: int, tracker: TrackerConfig, target: Target
+) -> Issue:
+    assert target.number is not None
+    issue = store.issue_by_number(session, tracker_id, target.number)
+    if issue is None:
+        raise Rejected(f"{tracker.title} has no issue {target.number}")
+    return issue
+
+
+def _store_message(
+    session: Session,
+    tracker_id: int,
+    issue: Issue,
+    author: User,
+    incoming: Incoming,
+    commands: Commands,
+    sender: Sender,
+    now: datetime,
+) -> Message:
+    message = Message(
+        tracker_id=tracker_id,
+        issue_id=issue.id,
+        message_id=incoming.message_id,
+        author_id=author.id,
+        subject=incoming.subject,
+        date=incoming.date,
+        received_at=now,
+        in_reply_to=" ".join(incoming.in_reply_to),
+        references=" ".join(incoming.references),
+        body=commands.comment,
+        quiet=sender.quiet,
+        raw=incoming.raw,
+    )
+    session.add(message)
+    session.flush()
+    refs = [*incoming.in_reply_to, *incoming.references]
+    store.add_message_refs(session, tracker_id, message.id, refs)
+    _store_attachments(session, message, incoming)
+    return message
+
+
+def _store_attachments(session: Session, message: Message, incoming: Incoming) -> None:
+    blobs = {a.sha256: a.data for a in incoming.attachments}
+    store.insert_ignore(session, Blob, [{"sha256": k, "data": v} for k, v in blobs.items()])
+    for part in incoming.attachments:
+        session.add(
+            Attachment(
+                message_pk=message.id,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=part.size,
+                sha256=part.sha256,
+            )
+        )
+    session.flush()
+
+
+def _journal_creation(
+    session: Session, issue: Issue, author: User, message: Message, now: datetime
+) -> None:
+    changes = [
+        {"property": "title", "old": None, "new": issue.title},
+        {"property": "status", "old": None, "new": issue.status},
+    ]
+    session.add(
+        JournalEntry(
+            issue_id=issue.id,
+            actor_id=author.id,
+            created_at=now,
+            message_pk=message.id,
+            changes=changes,
+        )
+    )
+
+
+def _cc_users(
+    session: Session, config: Config, tracker: TrackerConfig, incoming: Incoming, author: User
+) -> list[int]:
+    """Users for the Cc'd addresses of a new issue, registered if the tracker allows it."""
+    ids = []
+    for address in dict.fromkeys(incoming.cc):
+        if "@" not in address or classify(address, config.trackers) is not None:
+            continue
+        user = store.user_by_address(session, address)
+        if user is None and tracker.unknown_senders == "register":
+            user = store.create_user(session, address)
+        if user is not None and user.id != author.id:
+            ids.append(user.id)
+    return ids
+
+
+def _recipients(
+    session: Session, issue: Issue, author: User, incoming: Incoming
+) -> tuple[str, ...]:
+    """The nosy list, less the author and those who got this very mail directly."""
+    direct = set(incoming.to) | set(incoming.cc)
+    nosy = store.users_by_ids(session, store.nosy_user_ids(session, issue.id) - {author.id})
+    emails = [u.email for u in nosy if u.email and not _got_it(u, direct)]
+    return tuple(sorted(emails))
+
+
+def _got_it(user: User, direct: set[str]) -> bool:
+    return any(a.email in direct for a in user.addresses)

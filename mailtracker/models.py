@@ -1,0 +1,226 @@
+"""The SQLAlchemy tables. Every column used to look something up has an index.
+
+Times are naive UTC ``datetime`` values (SQLite keeps no zone; PostgreSQL gets the same),
+written with ``utcnow()``. The raw bytes of each mail are the record (ARCHITECTURE rule 5):
+everything else in ``messages`` and ``attachments`` can be rebuilt from ``messages.raw``.
+The schema is created and changed only by the alembic migrations in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "Base",
+    "Blob",
+    "Issue",
+    "IssueLabel",
+    "JournalEntry",
+    "Message",
+    "MessageRef",
+    "Nosy",
+    "Outbox",
+    "Tracker",
+    "User",
+    "utcnow",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as naive UTC, the one form stored in every table."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tracker(Base):
+    """One tracker address; ``next_number`` hands out gap-free issue numbers."""
+
+    __tablename__ = "trackers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    next_number: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20), default="user")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    addresses: Mapped[list[Address]] = relationship(
+        back_populates="user", order_by="Address.id", lazy="selectin"
+    )
+
+    @property
+    def email(self) -> str:
+        """The first address a user registered is the one we write to."""
+        return self.addresses[0].email if self.addresses else ""
+
+
+class Address(Base):
+    """A mail address of a user, stored lower-cased so lookups are exact."""
+
+    __tablename__ = "addresses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    user: Mapped[User] = relationship(back_populates="addresses")
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    __table_args__ = (
+        UniqueConstraint("tracker_id", "number"),
+        Index(None, "tracker_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), nullable=True, index=True
+    )
+    thread_root: Mapped[str] = mapped_column(String(400), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class IssueLabel(Base):
+    __tablename__ = "issue_labels"
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class Nosy(Base):
+    __tablename__ = "nosy"
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+
+
+class Message(Base):
+    """A stored mail. ``message_id`` is unique per tracker: redelivery changes nothing."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("tracker_id", "message_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[str] = mapped_column(String(200), default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    in_reply_to: Mapped[str] = mapped_column(Text, default="")
+    references: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    quiet: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    attachments: Mapped[list[Attachment]] = relationship(
+        order_by="Attachment.id", lazy="selectin"
+    )
+
+
+class MessageRef(Base):
+    """Every id a stored mail names in In-Reply-To/References, even ids we never saw.
+
+    A thread whose root we never received (it predates the tracker, or went only to the
+    list) is still one thread: replies that share that missing ancestor belong together,
+    as in JWZ's threading with "empty containers".
+    """
+
+    __tablename__ = "message_refs"
+    __table_args__ = (Index(None, "tracker_id", "ref_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
+                                            index=True)
+    ref_id: Mapped[str] = mapped_column(String(998))
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Blob(Base):
+    """Attachment contents, addressed by their SHA-256 so a file is kept once."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JournalEntry(Base):
+    """One change of an issue: who, when, and ``[{"property", "old", "new"}]``."""
+
+    __tablename__ = "journal"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class Outbox(Base):
+    """A mail to send, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id"), nullable=True, index=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    cause_message_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id"), nullable=True
+    )
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -1,0 +1,213 @@
+"""Notify: turn a ``Change`` into one mail per recipient, queued in the outbox.
+
+The body is rendered once per event from ``templates/mail/notification.txt``; only the
+per-recipient headers (To, Message-ID) differ, so a fan-out to thousands of nosy members
+renders one template. Threading follows INTERFACE.md: every notification of an issue
+replies to a stable root id, so each issue is one conversation in the recipient's client,
+and Reply-To points at the issue's own address so answers find their way back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from sqlalchemy.orm import Session
+
+from mailtracker import store
+from mailtracker.authenticate import LOOP_HEADER
+from mailtracker.config import TrackerConfig
+from mailtracker.models import Issue, Outbox, User, utcnow
+from mailtracker.templating import mail_environment
+from mailtracker.values import AttachmentData, Change
+
+__all__ = ["ATTACH_LIMIT", "Notice", "OutgoingMail", "queue_notifications", "render"]
+
+ATTACH_LIMIT = 100 * 1024  # bytes of attachments per message re-sent to every recipient
+_SMTP = policy.SMTP
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Everything a notification says, gathered from the database; rendering is pure."""
+
+    tracker: TrackerConfig
+    hostname: str
+    number: int
+    title: str
+    status: str
+    thread_root: str
+    author_name: str
+    author_email: str
+    cause_id: str
+    comment: str
+    created: bool
+    changes: tuple[tuple[str, str, str], ...]
+    attachments: tuple[AttachmentData, ...]
+    when: datetime
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    message_id: str
+    recipient: str
+    raw: bytes
+
+
+def render(notice: Notice, recipients: tuple[str, ...]) -> list[OutgoingMail]:
+    """One mail per recipient, the shared part rendered once."""
+    shared = _shared_part(notice)
+    return [_personalise(notice, shared, rcpt) for rcpt in recipients]
+
+
+def _shared_part(notice: Notice) -> bytes:
+    """Headers common to all recipients, then the MIME body."""
+    msg = EmailMessage(policy=_SMTP)
+    tracker = notice.tracker
+    msg["From"] = Address(_from_name(notice), addr_spec=tracker.address)
+    msg["Reply-To"] = Address(addr_spec=tracker.issue_address(notice.number))
+    msg["Subject"] = f"[{tracker.subject_tag}{notice.number}] {notice.title}"
+    msg["Date"] = format_datetime(notice.when.replace(tzinfo=UTC))
+    msg["In-Reply-To"] = f"<{notice.thread_root}>"
+    refs = [f"<{notice.thread_root}>"] + ([f"<{notice.cause_id}>"] if notice.cause_id else [])
+    msg["References"] = " ".join(refs)
+    msg["List-Id"] = f"{tracker.title} <{tracker.list_id}>"
+    msg["List-Post"] = f"<mailto:{tracker.issue_address(notice.number)}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["Precedence"] = "list"
+    msg[LOOP_HEADER] = tracker.address
+    msg["X-Mailtracker-Issue"] = f"{tracker.name}/{notice.number}"
+    body = _body(notice)
+    msg.set_content(body, charset="utf-8", cte=_cte(body))
+    for part in _attached(notice.attachments):
+        maintype, _, subtype = part.content_type.partition("/")
+        msg.add_attachment(
+            part.data,
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=part.filename,
+        )
+    return msg.as_bytes(policy=_SMTP)
+
+
+def _cte(text: str) -> str:
+    return "7bit" if text.isascii() else "quoted-printable"
+
+
+def _from_name(notice: Notice) -> str:
+    who = notice.author_name or notice.author_email.split("@")[0]
+    return f"{who} via {notice.tracker.title}"
+
+
+def _attached(parts: tuple[AttachmentData, ...]) -> tuple[AttachmentData, ...]:
+    """Small attachments travel with the mail; above ``ATTACH_LIMIT`` they are listed only."""
+    if sum(p.size for p in parts) > ATTACH_LIMIT:
+        return ()
+    return tuple(p for p in parts if "/" in p.content_type and p.content_type != "message/rfc822")
+
+
+def _body(notice: Notice) -> str:
+    attached = {p.sha256 for p in _attached(notice.attachments)}
+    template = mail_environment().get_template("mail/notification.txt")
+    return template.render(
+        created=notice.created,
+        tag=notice.tracker.subject_tag,
+        number=notice.number,
+        title=notice.title,
+        status=notice.status,
+        author=_author_line(notice),
+        changes=[{"property": p, "old": o, "new": n} for p, o, n in notice.changes],
+        comment=notice.comment.strip("\n"),
+        attachments=[
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "attached": a.sha256 in attached,
+            }
+            for a in notice.attachments
+        ],
+        tracker_title=notice.tracker.title,
+        issue_address=notice.tracker.issue_address(notice.number),
+    )
+
+
+def _author_line(notice: Notice) -> str:
+    if notice.author_name:
+        return f"{notice.author_name} <{notice.author_email}>"
+    return notice.author_email
+
+
+def _personalise(notice: Notice, shared: bytes, recipient: str) -> OutgoingMail:
+    issue = f"{notice.tracker.name}{notice.number}"
+    message_id = f"mt.{secrets.token_hex(10)}.{issue}@{notice.hostname}"
+    head = _SMTP.fold_binary("To", recipient) + _SMTP.fold_binary("Message-ID", f"<{message_id}>")
+    return OutgoingMail(message_id=message_id, recipient=recipient, raw=head + shared)
+
+
+def queue_notifications(
+    session: Session,
+    change: Change,
+    tracker: TrackerConfig,
+    hostname: str,
+    *,
+    cause_id: str,
+    comment: str,
+    attachments: tuple[AttachmentData, ...],
+) -> int:
+    """Render the change for its recipients and write the outbox rows; returns how many."""
+    if not change.recipients:
+        return 0
+    notice = _notice(session, change, tracker, hostname, cause_id, comment, attachments)
+    mails = render(notice, change.recipients)
+    row = store.tracker_row(session, tracker.name)
+    session.add_all(
+        Outbox(
+            tracker_id=row.id,
+            issue_id=change.issue_pk,
+            message_id=m.message_id,
+            cause_message_pk=change.message_pk,
+            envelope_from=tracker.bounce_address,
+            recipient=m.recipient,
+            raw=m.raw,
+            next_attempt_at=notice.when,
+            created_at=notice.when,
+        )
+        for m in mails
+    )
+    session.flush()
+    return len(mails)
+
+
+def _notice(
+    session: Session,
+    change: Change,
+    tracker: TrackerConfig,
+    hostname: str,
+    cause_id: str,
+    comment: str,
+    attachments: tuple[AttachmentData, ...],
+) -> Notice:
+    issue = session.get_one(Issue, change.issue_pk)
+    author = session.get(User, change.author_pk) if change.author_pk else None
+    return Notice(
+        tracker=tracker,
+        hostname=hostname,
+        number=issue.number,
+        title=issue.title,
+        status=issue.status,
+        thread_root=issue.thread_root,
+        author_name=author.name if author else "",
+        author_email=author.email if author else "",
+        cause_id=cause_id,
+        comment=comment,
+        created=change.created,
+        changes=change.changes,
+        attachments=attachments,
+        when=utcnow(),
+    )

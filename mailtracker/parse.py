@@ -1,0 +1,474 @@
+"""Turn the raw bytes of one mail into an ``Incoming``: the first pure stage of the pipeline.
+
+The stdlib parser (``BytesParser`` with ``policy.default``) is the faithful one: it never
+raised on the 1,270 messages of our corpus. Reading values from its result can raise, though
+(CPython 3.11 raises ``AttributeError`` reading ``To: unlisted-recipients:; (comment)``,
+``get_content()`` raises ``LookupError`` on an unknown charset), so every header access and
+every decode here is guarded and falls back to the raw text. Nothing but ``Rejected`` leaves
+this module on purpose, and only when there is nothing to take: no bytes at all, MIME nested
+deeper than ``MAX_DEPTH`` or more than ``MAX_PARTS`` parts (both are denial-of-service shapes).
+
+Which part is the body (``text``):
+
+* ``multipart/alternative``: the *last* ``text/plain`` alternative (RFC 2046 5.1.4: the last
+  is the richest the sender offers); without one, the last alternative. The HTML alternative
+  becomes ``html``; the other renderings are dropped, any other kind of part is kept.
+* Elsewhere, in order: every inline ``text/plain`` part without a filename is body text, joined
+  by a blank line (list footers, signed mail, pasted patches); a ``text/html`` part is the body
+  (converted by ``htmltext``) only if no body text came before it.
+* Every other part is an attachment: a filename or ``Content-Disposition: attachment``, any
+  non-text type, ``message/rfc822`` as one ``.eml`` (its own parts are not walked),
+  signatures of ``multipart/signed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from email import policy
+from email.generator import BytesGenerator
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses
+from io import BytesIO
+
+from mailtracker.errors import Rejected
+from mailtracker.htmltext import html_to_text
+from mailtracker.values import AttachmentData, Incoming
+
+__all__ = ["MAX_DEPTH", "MAX_PARTS", "parse"]
+
+MAX_DEPTH = 20
+MAX_PARTS = 1_000
+MAX_FILENAME = 200
+
+_BRACKETED_ID = re.compile(r"<([^<>]*)>")
+_ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
+_ID_SEPARATORS = re.compile(r"[\s,]+")
+_FIRST_TOKEN = re.compile(r"[^\s;(]+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Names clients use that Python's codecs do not know, or that mean a superset in practice.
+_CHARSET_ALIASES = {
+    "gb2312": "gb18030",  # senders label GBK/GB18030 text as gb2312
+    "iso-8859-8-i": "iso-8859-8",  # RFC 1556 logical-order Hebrew, same bytes
+    "windows-874": "cp874",
+    "x-sjis": "shift_jis",
+}
+# RFC 2046 5.1.4: the same content in another format; not kept when another alternative won.
+_RENDERINGS = frozenset({"text/plain", "text/html", "text/enriched", "text/richtext"})
+_CONTENT_HEADERS = ("content-type", "content-disposition", "content-transfer-encoding")
+
+
+def parse(raw: bytes) -> Incoming:
+    """Parse ``raw``; raises ``Rejected`` only for mail there is nothing to take from."""
+    if not raw.strip():
+        raise Rejected("the message is empty")
+    try:
+        return _parse(raw)
+    except RecursionError:
+        raise Rejected("the message is nested too deeply to be parsed") from None
+
+
+def _parse(raw: bytes) -> Incoming:
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    parts = _check_shape(msg)
+    headers = _Headers(msg)
+    body = _Body(_linesep(raw))
+    _walk(msg, body, main=True)
+    if not msg.keys() and not body.texts and not body.attachments:
+        raise Rejected("the message has neither a header nor a body")
+    message_id, synthetic = _message_id(headers, raw)
+    from_addr, from_name = _author(headers)
+    return Incoming(
+        raw=raw,
+        message_id=message_id,
+        in_reply_to=_ids(headers.raw("in-reply-to")),
+        references=_ids(headers.raw("references")),
+        from_addr=from_addr,
+        from_name=from_name,
+        to=_recipients(headers, "to"),
+        cc=_recipients(headers, "cc"),
+        subject=" ".join(headers.text("subject").split()),
+        date=headers.first_raw("date"),
+        text=body.text(),
+        html=body.html,
+        attachments=tuple(body.attachments),
+        auto_submitted=_first_token(headers.first_raw("auto-submitted")),
+        precedence=headers.first_raw("precedence").lower(),
+        loop=tuple(headers.raw("x-mailtracker-loop")),
+        defects=tuple(sorted(headers.defects | _part_defects(parts))),
+        synthetic_id=synthetic,
+    )
+
+
+# --- shape: depth and part limits, checked before anything is decoded ----------------------
+
+
+def _check_shape(msg: Message) -> list[Message]:
+    """Every entity of the tree (enclosed messages included), iteratively, so no depth of
+    nesting can exhaust the stack; raises ``Rejected`` beyond MAX_DEPTH or MAX_PARTS."""
+    entities: list[Message] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    leaves = 0
+    while stack:
+        part, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Rejected(f"the message is nested more than {MAX_DEPTH} MIME levels deep")
+        entities.append(part)
+        children = _children(part)
+        leaves += not children
+        if leaves > MAX_PARTS:
+            raise Rejected(f"the message has more than {MAX_PARTS} MIME parts")
+        stack.extend((child, depth + 1) for child in reversed(children))
+    return entities
+
+
+def _children(part: Message) -> list[Message]:
+    """Sub-entities; the header blocks of a delivery-status report are not MIME parts."""
+    payload = part.get_payload()
+    if not isinstance(payload, list) or _content_type(part) == "message/delivery-status":
+        return []
+    return [child for child in payload if isinstance(child, Message)]
+
+
+def _part_defects(parts: list[Message]) -> set[str]:
+    names = {type(defect).__name__ for part in parts for defect in part.defects}
+    for part in parts:
+        reader = _Headers(part)
+        for name in _CONTENT_HEADERS:
+            reader.decoded(name)
+        names |= reader.defects
+    return names
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+
+class _Headers:
+    """Header values of one entity, decoded by the policy where it can, raw text where not."""
+
+    def __init__(self, msg: Message) -> None:
+        self.msg = msg
+        self.defects: set[str] = set()
+
+    def raw(self, name: str) -> list[str]:
+        """Every value as sent: unfolded, 8-bit bytes decoded, RFC 2047 words left alone."""
+        values = (str(value) for key, value in self.msg.raw_items() if key.lower() == name)
+        return [_clean(_LINE_BREAK.sub("", value)).strip() for value in values]
+
+    def first_raw(self, name: str) -> str:
+        values = self.raw(name)
+        return values[0] if values else ""
+
+    def decoded(self, name: str) -> list[str] | None:
+        """Every value decoded by the policy; None when its parser raised."""
+        try:
+            values = self.msg.get_all(name) or []
+            texts = [str(value) for value in values]
+        except Exception:  # CPython 3.11: AttributeError on an empty group with a comment
+            return None
+        for value in values:
+            self.defects.update(type(d).__name__ for d in getattr(value, "defects", ()))
+        return [_clean(text) for text in texts]
+
+    def text(self, name: str) -> str:
+        """The first value, RFC 2047 decoded."""
+        decoded = self.decoded(name)
+        if decoded is None:
+            decoded = [_decode_words(value) for value in self.raw(name)]
+        return decoded[0] if decoded else ""
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """``(display name, address)`` pairs. ``getaddresses`` on the raw text copes with
+        groups and junk, and keeps RFC 822 comment names (``addr (Name)``) that the policy's
+        ``str()`` drops; RFC 2047 forbids specials in a phrase's encoded words (section 5),
+        so decoding the names afterwards cannot split an address."""
+        self.decoded(name)  # for the policy's defects only
+        pairs = _getaddresses(self.raw(name))
+        return [(_decode_words(display), address) for display, address in pairs]
+
+
+def _getaddresses(values: list[str]) -> list[tuple[str, str]]:
+    try:
+        return getaddresses(values)
+    except RecursionError:  # _parseaddr recurses per ":" (mimekit stack-overflow.txt)
+        return [("", address) for address in _ADDR_SPEC.findall(" ".join(values))]
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 decoding that never raises: each word's charset, then UTF-8, then Latin-1;
+    the text as sent if the words are too broken to split."""
+    if "=?" not in value:
+        return value
+    try:
+        chunks = decode_header(value)
+    except Exception:  # HeaderParseError on bad base64
+        return value
+    # decode_header hands back unencoded stretches as raw-unicode-escape bytes
+    texts = (
+        c if isinstance(c, str) else _decode(c, charset or "raw-unicode-escape")
+        for c, charset in chunks
+    )
+    return _clean("".join(texts))
+
+
+def _clean(text: str) -> str:
+    """No lone surrogates (8-bit bytes the parser could not decode) and no NUL, which
+    PostgreSQL text cannot hold."""
+    if _SURROGATE.search(text):
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            data = text.encode("utf-8", "replace")
+        text = _decode(data, None)
+    return text.replace("\x00", "")
+
+
+def _is_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain) and not any(c.isspace() for c in address)
+
+
+def _author(headers: _Headers) -> tuple[str, str]:
+    """Address and name from From, else Sender, else Reply-To; the pipeline falls back to
+    the envelope when all are missing."""
+    for name in ("from", "sender", "reply-to"):
+        for display, address in headers.addresses(name):
+            if _is_address(address):
+                return address.lower(), " ".join(display.split())
+    return "", ""
+
+
+def _recipients(headers: _Headers, name: str) -> tuple[str, ...]:
+    found = (address.lower() for _, address in headers.addresses(name))
+    return tuple(dict.fromkeys(address for address in found if _is_address(address)))
+
+
+def _message_id(headers: _Headers, raw: bytes) -> tuple[str, bool]:
+    """The Message-ID without ``<>``; for mail without one (brain-dead clients and some
+    bounce generators) an id from the bytes, so a redelivery is still a duplicate."""
+    value = headers.first_raw("message-id")
+    match = _BRACKETED_ID.search(value)
+    found = "".join((match[1] if match else value).split()).strip("<>")
+    if found:
+        return found, False
+    return f"{hashlib.sha256(raw).hexdigest()[:32]}@mailtracker.invalid", True
+
+
+def _ids(values: list[str]) -> tuple[str, ...]:
+    """Every ``<id>``, in order, once; for clients that drop the brackets, the words with
+    an ``@``."""
+    found: list[str] = []
+    for value in values:
+        ids = ["".join(i.split()) for i in _BRACKETED_ID.findall(value)]
+        if not any(ids):
+            ids = [word.strip(";\"'()") for word in _ID_SEPARATORS.split(value) if "@" in word]
+        found += ids
+    return tuple(dict.fromkeys(i for i in found if i))
+
+
+def _first_token(value: str) -> str:
+    match = _FIRST_TOKEN.search(value)
+    return match[0].lower() if match else ""
+
+
+# --- body and attachments ------------------------------------------------------------------
+
+
+@dataclass
+class _Body:
+    """What the walk collects: body texts in order, the HTML alternative, attachments."""
+
+    linesep: str
+    texts: list[str] = field(default_factory=list)
+    html: str | None = None
+    attachments: list[AttachmentData] = field(default_factory=list)
+
+    def attach(self, filename: str, content_type: str, data: bytes) -> None:
+        name = _sanitise(filename) or f"attachment-{len(self.attachments) + 1}"
+        digest = hashlib.sha256(data).hexdigest()
+        self.attachments.append(AttachmentData(name, content_type, data, digest))
+
+    def has_text(self) -> bool:
+        return any(not text.isspace() for text in self.texts if text)
+
+    def text(self) -> str:
+        """The body texts joined by a blank line; the HTML alternative's text when they
+        are all blank (some clients send an empty text/plain next to the real HTML)."""
+        texts = self.texts
+        if not self.has_text() and self.html is not None:
+            texts = [html_to_text(self.html)]
+        return "\n\n".join(filter(None, (_normalise(t) for t in texts)))
+
+
+def _walk(part: Message, body: _Body, main: bool) -> None:
+    """Sort ``part`` into body text, HTML or attachments; ``main`` is False inside an
+    alternative that lost to another (its text is a second rendering of the same content)."""
+    ctype = _content_type(part)
+    if ctype.startswith("message/"):
+        body.attach(*_enclosed(part, ctype, body.linesep))
+    elif isinstance(part.get_payload(), list):
+        children = [c for c in part.get_payload() if isinstance(c, Message)]
+        chosen = _chosen(children) if ctype == "multipart/alternative" else None
+        for index, child in enumerate(children):
+            _walk(child, body, main and chosen in (None, index))
+    else:
+        _leaf(part, ctype, body, main)
+
+
+def _chosen(alternatives: list[Message]) -> int:
+    """RFC 2046 5.1.4: the last text/plain alternative; without one, the last of all."""
+    plain = [
+        index
+        for index, part in enumerate(alternatives)
+        if _content_type(part) == "text/plain" and not _is_attachment(part)
+    ]
+    return plain[-1] if plain else len(alternatives) - 1
+
+
+def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
+    if _is_attachment(part) or not ctype.startswith("text/"):
+        body.attach(_filename(part), ctype, _payload(part))
+    elif main and ctype == "text/plain":
+        body.texts.append(_text(part))
+    elif main and ctype == "text/html" and not body.has_text():
+        html = _text(part)
+        body.html = html if body.html is None else body.html
+        body.texts.append(html_to_text(html))
+    elif not main and ctype == "text/html" and body.html is None:
+        body.html = _text(part)
+    elif main or ctype not in _RENDERINGS:
+        body.attach("", ctype, _payload(part))
+
+
+def _enclosed(part: Message, ctype: str, linesep: str) -> tuple[str, str, bytes]:
+    """A ``message/*`` part as one attachment: the enclosed message's bytes, named after
+    its Subject for ``message/rfc822`` and ``message/global`` (RFC 6532)."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return _filename(part), ctype, _payload(part)
+    inner = [m for m in payload if isinstance(m, Message)]
+    data = b"".join(_flatten(m, linesep) for m in inner)
+    if ctype not in ("message/rfc822", "message/global") or not inner:
+        return _filename(part), ctype, data
+    subject = " ".join(_Headers(inner[0]).text("subject").split())
+    name = subject.replace("/", "-").replace("\\", "-")[: MAX_FILENAME - 4]
+    return (f"{name}.eml" if _sanitise(name) else "message.eml"), ctype, data
+
+
+def _flatten(msg: Message, linesep: str) -> bytes:
+    """The bytes of an enclosed message as the parser read them: no refolding, 8-bit kept."""
+    out = BytesIO()
+    try:
+        options = msg.policy.clone(linesep=linesep, max_line_length=0)
+        BytesGenerator(out, mangle_from_=False, policy=options).flatten(msg)
+    except Exception:  # the generator trips over header values the parser let through
+        return _payload_text(msg).encode("utf-8", "surrogateescape")
+    return out.getvalue()
+
+
+def _payload_text(msg: Message) -> str:
+    payload = msg.get_payload()
+    return payload if isinstance(payload, str) else ""
+
+
+def _content_type(part: Message) -> str:
+    """Lower-case type/subtype; RFC 2045 5.2 default text/plain also for a multipart that
+    lost its boundary (the parser keeps it as one unparsed body)."""
+    try:
+        ctype = part.get_content_type()
+    except Exception:  # a Content-Type the header parser chokes on
+        return "text/plain"
+    if ctype.startswith("multipart/") and not isinstance(part.get_payload(), list):
+        return "text/plain"
+    return ctype
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        disposition = part.get_content_disposition()
+    except Exception:  # unparsable Content-Disposition: decide by the filename
+        disposition = None
+    return disposition == "attachment" or bool(_filename(part))
+
+
+def _filename(part: Message) -> str:
+    """The filename (RFC 2231 and the RFC 2047 that Outlook and Gmail put in quotes),
+    from Content-Disposition, else Content-Type's ``name``."""
+    try:
+        name = part.get_filename()
+    except Exception:  # parameter parsing failed: treat as unnamed
+        return ""
+    return _clean(name) if isinstance(name, str) else ""
+
+
+def _sanitise(filename: str) -> str:
+    """A name safe to store and offer: the last path component (a sender's directories
+    mean nothing here), no control characters, no bidi overrides that make ``gpj.exe``
+    read as ``exe.jpg``, at most MAX_FILENAME characters."""
+    name = re.split(r"[/\\]", filename)[-1]
+    name = "".join(c for c in name if unicodedata.category(c) != "Cc")
+    name = _BIDI_CONTROLS.sub("", name).strip()
+    if name in ("", ".", ".."):
+        return ""
+    if len(name) > MAX_FILENAME:
+        stem, ext = os.path.splitext(name)
+        name = stem[: MAX_FILENAME - len(ext[:20])] + ext[:20]
+    return name
+
+
+def _payload(part: Message) -> bytes:
+    """The decoded content (base64, quoted-printable, uuencode); the raw bytes if the
+    transfer encoding cannot be applied."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # a Content-Transfer-Encoding header the policy cannot parse
+        data = None
+    if isinstance(data, bytes):
+        return data
+    return _payload_text(part).encode("utf-8", "surrogateescape")
+
+
+def _text(part: Message) -> str:
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # unparsable Content-Type parameters
+        charset = None
+    return _decode(_payload(part), charset)
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    """The declared charset, then UTF-8, then Latin-1 with replacement; a result with lone
+    surrogates (utf-7, unicode-escape) counts as a failure."""
+    for candidate in (_CHARSET_ALIASES.get(charset or "", charset), "utf-8"):
+        if not candidate:
+            continue
+        try:
+            text = data.decode(candidate)
+        except (LookupError, UnicodeError, ValueError):  # unknown, lying or bogus charset
+            continue
+        if not _SURROGATE.search(text):
+            return text
+    return data.decode("latin-1", errors="replace")
+
+
+def _normalise(text: str) -> str:
+    """LF line endings, no blank lines at the start, no trailing whitespace at the end,
+    no NUL."""
+    text = _LINE_BREAK.sub("\n", text).replace("\x00", "").rstrip()
+    return _LEADING_BLANK_LINES.sub("", text)
+
+
+def _linesep(raw: bytes) -> str:
+    """The line ending the mail uses, so enclosed messages come out as they came in."""
+    end = raw.find(b"\n")
+    if end > 0 and raw[end - 1 : end] == b"\r":
+        return "\r\n"
+    return "\r" if end < 0 and b"\r" in raw else "\n"

@@ -1,0 +1,236 @@
+"""The pipeline: the order of the stages, in one place, and what their errors mean.
+
+``process`` takes raw bytes and the envelope and returns an ``Outcome``: the SMTP reply and
+the sysexits code for the same verdict. One mail addressed to several trackers is stored
+once in each, in one transaction: all of it or none (ARCHITECTURE rules 1 and 3). This is
+the only module that maps the ``errors`` tree to replies and exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from mailtracker import store as queries
+from mailtracker.addresses import Recipient, classify
+from mailtracker.authenticate import authenticate
+from mailtracker.commands import interpret
+from mailtracker.config import Config
+from mailtracker.errors import (
+    Duplicate,
+    Ignored,
+    MailError,
+    NotPermitted,
+    Rejected,
+    TempFailure,
+    TooBig,
+    UnknownRecipient,
+)
+from mailtracker.issues import apply
+from mailtracker.notify import queue_notifications
+from mailtracker.parse import parse
+from mailtracker.route import route
+from mailtracker.store import Store
+from mailtracker.values import Envelope, Incoming
+
+__all__ = ["EX_OK", "Outcome", "process", "refusal_for_recipient"]
+
+log = logging.getLogger(__name__)
+
+EX_OK, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 65, 67, 75, 77
+RACE_RETRIES = 3
+_MAX_REASON = 400
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one mail: SMTP reply line, sysexits code, and what was stored."""
+
+    reply: str
+    exit_code: int
+    stored: tuple[str, ...] = ()
+    queued: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.startswith("250")
+
+
+def process(
+    store: Store, config: Config, raw: bytes, envelope: Envelope, *, notify: bool = True
+) -> Outcome:
+    """Run one mail through every stage; never raises for anything about the mail."""
+    message_id = "<unparsed>"
+    try:
+        _check_size(raw, config)
+        targets = _recipients(envelope.rcpt_tos, config)
+        incoming = parse(raw)
+        message_id = incoming.message_id
+        stored, queued = _store_with_retries(store, config, incoming, envelope, targets, notify)
+    except MailError as exc:
+        return _refusal(exc, message_id)
+    except Exception as exc:  # a bug must not drop the connection: the MTA retries
+        log.exception("<%s> failed unexpectedly; answered 451, nothing stored", message_id)
+        return _refusal(TempFailure(f"internal error ({type(exc).__name__})"), message_id)
+    log.info("<%s> stored as %s, %d notifications queued", message_id, ", ".join(stored), queued)
+    return Outcome(
+        _reply(250, "2.0.0", "Ok: stored as " + ", ".join(stored)), EX_OK, stored, queued
+    )
+
+
+def refusal_for_recipient(address: str, config: Config) -> str | None:
+    """The RCPT reply for an address that is not ours, or ``None`` when we take it."""
+    if classify(address, config.trackers) is not None:
+        return None
+    return _reply(550, "5.1.1", f"<{address}>: no such tracker address here")
+
+
+def _check_size(raw: bytes, config: Config) -> None:
+    limit = config.smtp.max_message_size
+    if len(raw) > limit:
+        raise TooBig(f"the message is {len(raw)} bytes; this tracker takes at most {limit}")
+
+
+def _recipients(rcpt_tos: Sequence[str], config: Config) -> list[Recipient]:
+    """One recipient per tracker: the most specific address (``bugs+42@`` over ``bugs@``)."""
+    chosen: dict[str, Recipient] = {}
+    for address in rcpt_tos:
+        found = classify(address, config.trackers)
+        if found is None or found.kind == "bounces":
+            continue
+        current = chosen.get(found.tracker)
+        if current is None or (current.kind == "main" and found.kind == "issue"):
+            chosen[found.tracker] = found
+    if not chosen:
+        if any(classify(a, config.trackers) for a in rcpt_tos):
+            raise Ignored("delivery report to our bounce address: not processed yet")
+        raise UnknownRecipient(f"none of {', '.join(rcpt_tos) or 'the recipients'} is ours")
+    return list(chosen.values())
+
+
+def _store_with_retries(
+    store: Store,
+    config: Config,
+    incoming: Incoming,
+    envelope: Envelope,
+    targets: list[Recipient],
+    notify: bool,
+) -> tuple[tuple[str, ...], int]:
+    """One transaction for every tracker; a lost race (unique key) is simply run again."""
+    for attempt in range(1, RACE_RETRIES + 1):
+        try:
+            with store.write() as session:
+                return _store_all(session, config, incoming, envelope, targets, notify)
+        except IntegrityError:
+            log.info("<%s> lost a race on a unique key (try %d)", incoming.message_id, attempt)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("<%s> database unavailable: %s", incoming.message_id, exc.orig)
+            raise TempFailure("the tracker's database is unavailable; try again later") from exc
+    raise TempFailure("the tracker is busy with the same mail; try again later")
+
+
+def _store_all(
+    session: Session,
+    config: Config,
+    incoming: Incoming,
+    envelope: Envelope,
+    targets: list[Recipient],
+    notify: bool,
+) -> tuple[tuple[str, ...], int]:
+    stored: list[str] = []
+    queued = 0
+    duplicates = 0
+    for recipient in targets:
+        try:
+            ref, count = _store_one(session, config, incoming, envelope, recipient, notify)
+        except Duplicate:
+            duplicates += 1
+            continue
+        stored.append(ref)
+        queued += count
+    if duplicates == len(targets):
+        raise Duplicate(f"message <{incoming.message_id}> is already stored")
+    return tuple(stored), queued
+
+
+def _store_one(
+    session: Session,
+    config: Config,
+    incoming: Incoming,
+    envelope: Envelope,
+    recipient: Recipient,
+    notify: bool,
+) -> tuple[str, int]:
+    tracker = config.tracker(recipient.tracker)
+    sender = authenticate(incoming, envelope, tracker, config)
+    row = queries.tracker_row(session, tracker.name)
+    lookup = _Lookup(session, row.id)
+    target = route(incoming, recipient, tracker, lookup)
+    commands = interpret(incoming, target, tracker)
+    change = apply(session, config, tracker, target, sender, incoming, commands)
+    count = 0
+    if notify:
+        count = queue_notifications(
+            session,
+            change,
+            tracker,
+            config.smtp.hostname,
+            cause_id=incoming.message_id,
+            comment=commands.comment,
+            attachments=incoming.attachments,
+        )
+    log.info(
+        "<%s> %s/%d by %s (%s)",
+        incoming.message_id,
+        tracker.name,
+        change.number,
+        sender.address,
+        target.how,
+    )
+    return f"{tracker.name}/{change.number}", count
+
+
+class _Lookup:
+    """Routing's view of the store for one tracker, inside the current transaction."""
+
+    def __init__(self, session: Session, tracker_id: int) -> None:
+        self._session = session
+        self._tracker_id = tracker_id
+
+    def issue_exists(self, number: int) -> bool:
+        return queries.issue_by_number(self._session, self._tracker_id, number) is not None
+
+    def issue_for_ids(self, ids: Sequence[str]) -> int | None:
+        return queries.issue_for_message_ids(self._session, self._tracker_id, ids)
+
+
+def _refusal(exc: MailError, message_id: str) -> Outcome:
+    """Map the error tree to the SMTP reply and the sysexits code (INTERFACE.md)."""
+    reason = exc.reason
+    if isinstance(exc, Duplicate | Ignored):
+        log.info("<%s> accepted without change: %s", message_id, reason)
+        return Outcome(_reply(250, "2.0.0", f"Ok: {reason}"), EX_OK)
+    if isinstance(exc, TempFailure):
+        log.warning("<%s> deferred: %s", message_id, reason)
+        return Outcome(_reply(451, "4.3.0", reason), EX_TEMPFAIL)
+    log.info("<%s> refused: %s", message_id, reason)
+    if isinstance(exc, UnknownRecipient):
+        return Outcome(_reply(550, "5.1.1", reason), EX_NOUSER)
+    if isinstance(exc, TooBig):
+        return Outcome(_reply(552, "5.3.4", reason), EX_DATAERR)
+    if isinstance(exc, NotPermitted):
+        return Outcome(_reply(550, "5.7.1", reason), EX_NOPERM)
+    assert isinstance(exc, Rejected)
+    return Outcome(_reply(550, "5.6.0", reason), EX_DATAERR)
+
+
+def _reply(code: int, status: str, text: str) -> str:
+    """One SMTP reply line: no CR/LF can reach the wire, and it stays a sane length."""
+    clean = " ".join(text.split())
+    if len(clean) > _MAX_REASON:
+        clean = clean[: _MAX_REASON - 3] + "..."
+    return f"{code} {status} {clean}"

@@ -1,0 +1,115 @@
+"""``mailtracker serve``: the SMTP listener and the delivery worker on one event loop.
+
+SIGTERM (or SIGINT) stops accepting connections, lets the mail being processed finish its
+transaction and its reply, then closes idle connections and exits 0: a mail is never cut
+off between commit and ``250``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mailtracker.config import Config, parse_hostport
+from mailtracker.deliver import run_worker
+from mailtracker.receive import SMTP_TIMEOUT, GatewaySMTP, Handler
+from mailtracker.store import Store
+
+__all__ = ["DB_THREADS", "Gateway", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+DB_THREADS = 4
+SHUTDOWN_GRACE = 60.0
+
+
+class Gateway:
+    """One running tracker: SMTP server, worker thread pool, delivery worker."""
+
+    def __init__(self, config: Config, *, deliver: bool = True) -> None:
+        self.config = config
+        self.deliver = deliver
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="mailtracker-db")
+        self.store: Store | None = None
+        self.handler: Handler | None = None
+        self._server: asyncio.Server | None = None
+        self._protocols: set[GatewaySMTP] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store = await loop.run_in_executor(
+            self.executor, lambda: Store.open(self.config, pool_size=DB_THREADS + 1)
+        )
+        self.handler = Handler(self.store, self.config, self.executor, self.wake)
+        host, port = parse_hostport(self.config.smtp.listen, "smtp.listen", "config")
+        self._server = await loop.create_server(self._protocol, host, port)
+        if self.deliver:
+            self._worker = asyncio.create_task(
+                run_worker(self.store, self.config, self.wake, self.stopping)
+            )
+        log.info("SMTP listening on %s:%d", host, self.port)
+
+    def _protocol(self) -> GatewaySMTP:
+        assert self.handler is not None
+        proto = GatewaySMTP(
+            self.handler,
+            hostname=self.config.smtp.hostname,
+            ident="mailtracker",
+            data_size_limit=self.config.smtp.max_message_size,
+            enable_SMTPUTF8=True,
+            timeout=SMTP_TIMEOUT,
+        )
+        self._protocols = {p for p in self._protocols if p.transport is not None}
+        self._protocols.add(proto)
+        return proto
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight mail, close connections, stop the worker."""
+        if self._server is not None:
+            self._server.close()
+        await self._drain()
+        for proto in list(self._protocols):
+            if proto.transport is not None:
+                proto.transport.close()
+        self.stopping.set()
+        if self._worker is not None:
+            await self._worker
+        self.executor.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE
+        while self.handler and self.handler.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+async def serve_forever(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code."""
+    gateway = Gateway(config)
+    await gateway.start()
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_stop, done, sig)
+    await done.wait()
+    await gateway.stop()
+    log.info("stopped")
+    return 0
+
+
+def _request_stop(done: asyncio.Event, sig: Any) -> None:
+    log.info("received %s: finishing in-flight mail", signal.Signals(sig).name)
+    done.set()

@@ -1,0 +1,121 @@
+"""The typed values that pass between the pipeline stages (ARCHITECTURE.md).
+
+Each is frozen: a stage reads the value it is given and returns a new one, so a stage can be
+re-run on the same input (retry, quarantine) and give the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "AttachmentData",
+    "Change",
+    "Commands",
+    "Envelope",
+    "Incoming",
+    "Sender",
+    "Target",
+    "TargetKind",
+]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the MTA told us: the SMTP ``MAIL FROM`` (``""`` for a bounce) and ``RCPT TO``."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttachmentData:
+    filename: str
+    content_type: str
+    data: bytes
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A parsed mail. Addresses are lower-cased; Message-IDs are kept without ``<>``."""
+
+    raw: bytes
+    message_id: str
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    from_addr: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    date: str
+    text: str
+    html: str | None
+    attachments: tuple[AttachmentData, ...]
+    auto_submitted: str = ""
+    precedence: str = ""
+    loop: tuple[str, ...] = ()
+    defects: tuple[str, ...] = ()
+    synthetic_id: bool = False
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who wrote the mail and how far we trust it.
+
+    ``quiet`` is set for mail that must never cause outgoing mail (auto-submitted, bulk,
+    null sender, or an import without ``--notify``).
+    """
+
+    address: str
+    name: str
+    verified: bool = False
+    evidence: str = ""
+    quiet: bool = False
+
+
+class TargetKind(Enum):
+    NEW_ISSUE = "new"
+    ISSUE = "issue"
+    HELP = "help"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a mail goes in one tracker: a new issue, issue ``number``, or a control address."""
+
+    tracker: str
+    kind: TargetKind
+    number: int | None = None
+    how: str = ""
+
+
+@dataclass(frozen=True)
+class Commands:
+    """Property changes asked for by the mail, already validated; ``comment`` is the text
+    left to store once command lines and the subject suffix are taken out."""
+
+    title: str
+    comment: str
+    changes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What ``apply`` did, for ``notify``: the issue, the message stored, the property
+    changes as ``(property, old, new)``, and who is to be told."""
+
+    tracker: str
+    issue_pk: int
+    number: int
+    message_pk: int | None
+    created: bool
+    author_pk: int | None = None
+    changes: tuple[tuple[str, str, str], ...] = ()
+    recipients: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,132 @@
+"""The newcomer's story, for real: mail in over SMTP, notification out to the Maildir,
+a reply to that notification back in over SMTP, landing in the same issue. Then the same
+with a smarthost: a real aiosmtpd sink receives the notification."""
+
+from __future__ import annotations
+
+import mailbox
+import time
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from mailtracker.config import Config
+from mailtracker.store import Store
+from mailtracker.views import find_issue, issue_json
+from tests.conftest import MESSAGES, make_config
+from tests.harness import free_port, running_gateway, send
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll until the worker has done its job (bounded; the worker polls every second)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the delivery worker")
+        time.sleep(0.05)
+
+
+def maildir_messages(path: Path) -> list[EmailMessage]:
+    if not path.exists():
+        return []
+    box = mailbox.Maildir(str(path), create=False)
+    found = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+    return [m for m in found if isinstance(m, EmailMessage)]
+
+
+def issue(config: Config, number: int) -> dict[str, Any]:
+    store = Store.open(config)
+    try:
+        with store.read() as session:
+            row = find_issue(session, "bugs", number)
+            assert row is not None
+            return issue_json(session, row, full=True)
+    finally:
+        store.close()
+
+
+def test_reply_from_the_maildir_lands_in_the_same_issue(config: Config) -> None:
+    maildir = Path(config.outgoing.maildir)
+    with running_gateway(config, deliver=True) as gateway:
+        assert (
+            send(gateway.port, (MESSAGES / "new-issue.eml").read_bytes(), ["bugs@example.org"])[0]
+            == 250
+        )
+        assert (
+            send(
+                gateway.port,
+                (MESSAGES / "reply-by-subaddress.eml").read_bytes(),
+                ["bugs+1@example.org"],
+            )[0]
+            == 250
+        )
+        wait_for(lambda: len(maildir_messages(maildir)) == 2)
+        note = next(m for m in maildir_messages(maildir) if m["To"] == "alice@example.com")
+        reply_to = note["Reply-To"].addresses[0].addr_spec
+        assert reply_to == "bugs+1@example.org"
+        reply = (
+            f"From: Alice Example <alice@example.com>\r\nTo: {reply_to}\r\n"
+            f"Subject: Re: {note['Subject']}\r\nMessage-ID: <alice-2@example.com>\r\n"
+            f"In-Reply-To: {note['Message-ID']}\r\nReferences: {note['References']} "
+            f"{note['Message-ID']}\r\n\r\nThanks Bob, that helps.\r\n"
+        ).encode()
+        assert send(gateway.port, reply, [reply_to])[0] == 250
+        wait_for(lambda: len(maildir_messages(maildir)) == 4)  # to Bob and Carol
+    shown = issue(config, 1)
+    assert [m["author"] for m in shown["messages"]] == [
+        "alice@example.com",
+        "bob@example.com",
+        "alice@example.com",
+    ]
+    assert shown["title"] == "Login page crashes on empty password"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 Ok"
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, int]]:
+    handler = Sink()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def test_notifications_reach_a_smarthost(
+    db_url: str, tmp_path: Path, sink: tuple[Sink, int]
+) -> None:
+    handler, port = sink
+    config = make_config(db_url, tmp_path, smarthost=f"127.0.0.1:{port}")
+    with running_gateway(config, deliver=True) as gateway:
+        send(gateway.port, (MESSAGES / "new-issue.eml").read_bytes(), ["bugs@example.org"])
+        send(
+            gateway.port,
+            (MESSAGES / "reply-by-subaddress.eml").read_bytes(),
+            ["bugs+1@example.org"],
+        )
+        wait_for(lambda: len(handler.received) == 2)
+    envelopes = sorted((frm, rcpts) for frm, rcpts, _ in handler.received)
+    assert envelopes == [
+        ("bugs-bounces@example.org", ["alice@example.com"]),
+        ("bugs-bounces@example.org", ["carol@example.net"]),
+    ]
+    raw = handler.received[0][2]
+    assert b"I can reproduce this on Firefox as well." in raw
+    assert b"Auto-Submitted: auto-generated" in raw
