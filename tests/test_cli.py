@@ -154,3 +154,95 @@ def test_init_writes_a_config_that_loads(
     assert main(["issues", "-c", str(target / "mailtracker.toml")]) == 0
     assert main(["init", str(target)]) == 0  # a second run leaves the file alone
     assert "left as it is" in capsys.readouterr().err
+
+
+def test_import_mbox_threads_and_is_idempotent(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mbox = tmp_path / "archive.mbox"
+    parts = [
+        (MESSAGES / n).read_bytes()
+        for n in ("new-issue.eml", "reply-by-references-only.eml", "tag-names-missing-issue.eml")
+    ]
+    mbox.write_bytes(
+        b"".join(
+            b"From someone Mon Nov 23 10:00:00 2026\n" + p.replace(b"\r\n", b"\n") + b"\n"
+            for p in parts
+        )
+    )
+    c = str(config_file)
+    assert main(["import", str(mbox), "-c", c]) == 65  # one message refused
+    out = capsys.readouterr()
+    assert out.out.strip() == "imported: 2, refused: 1"
+    assert "message 3: 550 5.6.0" in out.err
+    assert main(["import", str(mbox), "-c", c]) == 65
+    assert capsys.readouterr().out.strip() == "duplicates or ignored: 2, refused: 1"
+    assert main(["show", "1", "--json", "-c", c]) == 0
+    assert len(json.loads(capsys.readouterr().out)["messages"]) == 2
+    assert main(["outbox", "--json", "-c", c]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # no notifications without --notify
+
+
+def test_outbox_and_deliver_once(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = str(config_file)
+    run("ingest", "-c", c, stdin=(MESSAGES / "new-issue.eml").read_bytes())
+    run(
+        "ingest",
+        "-c",
+        c,
+        "--recipient",
+        "bugs+1@example.org",
+        stdin=(MESSAGES / "reply-by-subaddress.eml").read_bytes(),
+    )
+    assert main(["outbox", "--json", "-c", c]) == 0
+    queued = json.loads(capsys.readouterr().out)
+    assert sorted(r["recipient"] for r in queued) == ["alice@example.com", "carol@example.net"]
+    assert {r["status"] for r in queued} == {"queued"}
+    assert main(["deliver", "--once", "-c", c]) == 0
+    assert capsys.readouterr().out.strip() == "sent 2, deferred 0, failed 0"
+    assert main(["outbox", "--json", "-c", c]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert len(list((config_file.parent / "out" / "new").iterdir())) == 2
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import smtplib
+    import time
+
+    from tests.harness import free_port
+
+    port = free_port()
+    path = tmp_path / "mailtracker.toml"
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    path.write_text(
+        CONFIG.format(url=db).replace("[smtp]\n", f'[smtp]\nlisten = "127.0.0.1:{port}"\n')
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailtracker", "serve", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        with client:
+            reply = client.sendmail(
+                "alice@example.com", ["bugs@example.org"], (MESSAGES / "new-issue.eml").read_bytes()
+            )
+            assert reply == {}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert "received SIGTERM" in stderr
+    assert "stored as bugs/1" in stderr

@@ -178,3 +178,15 @@ def test_unknown_recipient_and_too_big(store: Store, config: Config) -> None:
     big = raw + b"x" * config.smtp.max_message_size
     too_big = process(store, config, big, Envelope("a@example.com", ("bugs@example.org",)))
     assert too_big.reply.startswith("552 5.3.4") and too_big.exit_code == 65
+
+
+def test_a_refusal_in_one_tracker_stores_and_sends_nothing(store: Store, config: Config) -> None:
+    deliver(store, config, "new-issue.eml")
+    deliver(store, config, "reply-by-subaddress.eml", rcpt="bugs+1@example.org")
+    before = (count(store, Message), count(store, Outbox))
+    raw = (MESSAGES / "reply-by-references-only.eml").read_bytes()
+    outcome = process(
+        store, config, raw, Envelope("dave@example.com", ("bugs@example.org", "docs+5@example.org"))
+    )
+    assert outcome.reply.startswith("550 5.6.0 the address docs+5@example.org names issue 5")
+    assert (count(store, Message), count(store, Outbox)) == before
