@@ -156,7 +156,7 @@ def _print_issue(data: dict[str, Any]) -> None:
     print(f"  nosy: {', '.join(data['nosy']) or '-'}")
     print(f"  created {data['created']}, updated {data['updated']}")
     for n, m in enumerate(data["messages"], 1):
-        print(f"\n--- message {n} from {m['author']} ({m['date']}) ---")
+        print(f"\n--- message {n} from {m['author']} ({m['date'] or 'no date'}) ---")
         print(m["body"].rstrip() or "(no text)")
         for a in m["attachments"]:
             print(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")

@@ -1,6 +1,7 @@
 """Our addresses: which tracker a recipient names and what its sub-address asks for.
 
-INTERFACE.md: ``bugs@``, ``bugs+42@``, ``bugs+42+TOKEN@`` and
+INTERFACE.md: ``bugs@``, ``bugs+42@``, ``bugs+42+TOKEN@``, ``bugs+help@``, the moderation addresses
+``bugs+approve+TOKEN@`` / ``bugs+reject+TOKEN@``, and
 ``bugs-bounces[+TOKEN]@``. Anything else is refused at RCPT (550 5.1.1), before the body is
 sent. Local parts and domains compare case-insensitively (RFC 5321 lets us choose; every
 MTA in front of us folds case anyway).
@@ -22,7 +23,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True)
 class Recipient:
-    """One envelope recipient we accept: ``kind`` is main, issue or bounces."""
+    """One envelope recipient we accept.
+
+    ``kind`` is main, issue, help, approve, reject or bounces; ``number`` for issue,
+    ``token`` for a reply token, a moderation token or a bounce token.
+    """
 
     address: str
     tracker: str
@@ -60,6 +65,12 @@ def _classify_local(addr: str, local: str, tracker: TrackerConfig) -> Recipient 
         return None
     if not sub:
         return Recipient(addr, tracker.name, "main")
+    if sub == "help":
+        return Recipient(addr, tracker.name, "help")
+    action, _, token = sub.partition("+")
+    if action in ("approve", "reject"):
+        ok = _TOKEN.match(token) is not None
+        return Recipient(addr, tracker.name, action, token=token) if ok else None
     number, plus, token = sub.partition("+")
     if not number.isdigit() or len(number) > 9 or int(number) == 0:
         return None

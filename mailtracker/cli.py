@@ -122,6 +122,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.serve import serve_forever
 
     logging.getLogger().setLevel(logging.INFO)
+    if not args.verbose:  # aiosmtpd logs every SMTP command at INFO
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return asyncio.run(serve_forever(config))
 
 

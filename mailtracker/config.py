@@ -91,6 +91,7 @@ class TrackerConfig:
     github_repos: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ("new", "open", "pending", "resolved", "closed")
     priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")
+    labels: tuple[str, ...] = ()
 
     @property
     def local_part(self) -> str:
@@ -104,6 +105,10 @@ class TrackerConfig:
     def list_id(self) -> str:
         """RFC 2919 list identifier: ``bugs.example.org``."""
         return f"{self.local_part}.{self.domain}"
+
+    @property
+    def help_address(self) -> str:
+        return f"{self.local_part}+help@{self.domain}"
 
     @property
     def bounce_address(self) -> str:
@@ -269,6 +274,8 @@ def _check_trackers(trackers: tuple[TrackerConfig, ...], where: str) -> None:
             raise ConfigError(f"{where}: '{key}.subject_tag' must be letters and digits")
         _check_choice(t.unknown_senders, UNKNOWN_SENDER_POLICIES, f"{key}.unknown_senders", where)
         _check_choice(t.verify_senders, VERIFY_SENDER_MODES, f"{key}.verify_senders", where)
+        if len(set(t.labels)) != len(t.labels) or not all(t.labels):
+            raise ConfigError(f"{where}: '{key}.labels' needs distinct, non-empty values")
         for listname in ("statuses", "priorities"):
             values = getattr(t, listname)
             if not values or len(set(values)) != len(values) or not all(values):

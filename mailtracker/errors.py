@@ -7,6 +7,7 @@
     └── MailError              raised by a pipeline stage about one mail
         ├── Ignored            accept (250 / exit 0) and store nothing: our own loop
         ├── Duplicate          accept (250 / exit 0): this Message-ID is already stored
+        ├── Held               accept (250 / exit 0) and keep for a moderator
         ├── Rejected           refuse for good (5xx / exit 65): the reason is for a human
         │   ├── UnknownRecipient   no such tracker address (550 5.1.1 / exit 67)
         │   ├── TooBig             over the size limit (552 5.3.4 / exit 65)
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "Duplicate",
+    "Held",
     "Ignored",
     "MailError",
     "MailtrackerError",
@@ -54,6 +56,10 @@ class Ignored(MailError):
 
 class Duplicate(MailError):
     """The mail is already stored; accepting it again must change nothing."""
+
+
+class Held(MailError):
+    """An unknown sender wrote to a ``moderate`` tracker: keep the mail for an admin."""
 
 
 class Rejected(MailError):

@@ -8,13 +8,15 @@ rows, the journal and (through ``notify``) the outbox together, or nothing at al
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailtracker import store
+from mailtracker import permissions, store
 from mailtracker.addresses import classify
 from mailtracker.config import Config, TrackerConfig
-from mailtracker.errors import Duplicate, NotPermitted, Rejected
+from mailtracker.edits import apply_edits
+from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
 from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
 from mailtracker.values import Change, Commands, Incoming, Sender, Target, TargetKind
 
@@ -35,25 +37,37 @@ def apply(
     incoming: Incoming,
     commands: Commands,
 ) -> Change:
-    """Store the mail on its issue (creating the issue if asked) and say who is to be told."""
+    """Store the mail on its issue (creating the issue if asked), apply its edits, and say
+    who is to be told. Raises ``Duplicate``, ``Held``, ``NotPermitted``.
+
+    The journal gets one entry per mail: the creation (title, status) and every property
+    the mail changed."""
     row = store.tracker_row(session, tracker.name)
     if store.message_exists(session, row.id, incoming.message_id):
         raise Duplicate(f"message <{incoming.message_id}> is already stored in {tracker.name}")
     author = _author(session, tracker, sender)
     now = utcnow()
-    if target.kind is TargetKind.NEW_ISSUE:
-        hostname = config.smtp.hostname
-        issue = _new_issue(session, row.id, tracker, hostname, commands.title, now)
-        created = True
+    created = target.kind is TargetKind.NEW_ISSUE
+    if created:
+        issue = _new_issue(session, row.id, tracker, config.smtp.hostname, commands, author, now)
     else:
         issue = _existing_issue(session, row.id, tracker, target)
-        created = False
+    permissions.check(_actor(author), issue.reporter_id, commands.changes)
     message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)
-    if created:
-        _journal_creation(session, issue, author, message, now)
-        cc_users = _cc_users(session, config, tracker, incoming, author)
-        store.add_nosy(session, issue.id, cc_users)
-    store.add_nosy(session, issue.id, [author.id])
+    entries = _creation_entries(issue) if created else []
+    changes = apply_edits(session, issue, commands.changes)
+    entries += [{"property": p, "old": o or None, "new": n or None} for p, o, n in changes]
+    if entries:
+        session.add(
+            JournalEntry(
+                issue_id=issue.id,
+                actor_id=author.id,
+                created_at=now,
+                message_pk=message.id,
+                changes=entries,
+            )
+        )
+    _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
     issue.updated_at = now
     recipients = () if sender.quiet else _recipients(session, issue, author, incoming)
     return Change(
@@ -63,8 +77,35 @@ def apply(
         message_pk=message.id,
         created=created,
         author_pk=author.id,
+        changes=tuple(changes),
         recipients=recipients,
     )
+
+
+def _actor(user: User) -> permissions.Actor:
+    return permissions.Actor(user.id, user.role, frozenset(a.email for a in user.addresses))
+
+
+def _update_nosy(
+    session: Session,
+    config: Config,
+    tracker: TrackerConfig,
+    issue: Issue,
+    incoming: Incoming,
+    author: User,
+    commands: Commands,
+    created: bool,
+) -> None:
+    """Cc'd people join a new issue; the author joins unless this mail took them off."""
+    if created:
+        store.add_nosy(session, issue.id, _cc_users(session, config, tracker, incoming, author))
+    own = {a.email for a in author.addresses}
+    removed_self = any(
+        e.prop == "nosy" and e.op == "remove" and own & set(e.value.split(","))
+        for e in commands.changes
+    )
+    if not removed_self:
+        store.add_nosy(session, issue.id, [author.id])
 
 
 def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> User:
@@ -73,6 +114,8 @@ def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> User:
         if not user.name and sender.name:
             user.name = sender.name
         return user
+    if tracker.unknown_senders == "moderate":
+        raise Held(f"{sender.address} is not a user of {tracker.title}: held for a moderator")
     if tracker.unknown_senders == "reject":
         raise NotPermitted(
             f"{tracker.title} takes mail only from registered users, and {sender.address} "
@@ -86,15 +129,17 @@ def _new_issue(
     tracker_id: int,
     tracker: TrackerConfig,
     hostname: str,
-    title: str,
+    commands: Commands,
+    author: User,
     now: datetime,
 ) -> Issue:
     number = store.next_issue_number(session, tracker_id)
     issue = Issue(
         tracker_id=tracker_id,
         number=number,
-        title=title,
+        title=commands.title,
         status=tracker.statuses[0],
+        reporter_id=author.id,
         priority=None,
         thread_root=thread_root(tracker, number, hostname),
         created_at=now,
@@ -136,6 +181,7 @@ def _store_message(
         in_reply_to=" ".join(incoming.in_reply_to),
         references=" ".join(incoming.references),
         body=commands.comment,
+        is_comment=bool(commands.comment.strip()) or not commands.changes,
         quiet=sender.quiet,
         raw=incoming.raw,
     )
@@ -163,22 +209,12 @@ def _store_attachments(session: Session, message: Message, incoming: Incoming) -
     session.flush()
 
 
-def _journal_creation(
-    session: Session, issue: Issue, author: User, message: Message, now: datetime
-) -> None:
-    changes = [
+def _creation_entries(issue: Issue) -> list[dict[str, Any]]:
+    """The journal's record of a new issue, taken before the mail's own edits apply."""
+    return [
         {"property": "title", "old": None, "new": issue.title},
         {"property": "status", "old": None, "new": issue.status},
     ]
-    session.add(
-        JournalEntry(
-            issue_id=issue.id,
-            actor_id=author.id,
-            created_at=now,
-            message_pk=message.id,
-            changes=changes,
-        )
-    )
 
 
 def _cc_users(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -31,6 +32,8 @@ __all__ = [
     "Attachment",
     "Base",
     "Blob",
+    "ControlMail",
+    "HeldMail",
     "Issue",
     "IssueLabel",
     "JournalEntry",
@@ -111,6 +114,7 @@ class Issue(Base):
         ForeignKey("users.id"), nullable=True, index=True
     )
     thread_root: Mapped[str] = mapped_column(String(400), index=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
@@ -147,11 +151,11 @@ class Message(Base):
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")
+    visible: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_comment: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     quiet: Mapped[bool] = mapped_column(Boolean, default=False)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    attachments: Mapped[list[Attachment]] = relationship(
-        order_by="Attachment.id", lazy="selectin"
-    )
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id", lazy="selectin")
 
 
 class MessageRef(Base):
@@ -166,8 +170,9 @@ class MessageRef(Base):
     __table_args__ = (Index(None, "tracker_id", "ref_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
-    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
-                                            index=True)
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     ref_id: Mapped[str] = mapped_column(String(998))
 
 
@@ -203,6 +208,35 @@ class JournalEntry(Base):
     changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
+class HeldMail(Base):
+    """Mail from an unknown sender to a ``moderate`` tracker, waiting for an admin."""
+
+    __tablename__ = "held_mail"
+    __table_args__ = (UniqueConstraint("tracker_id", "message_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt: Mapped[str] = mapped_column(String(320))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ControlMail(Base):
+    """Mail to a control address (help, moderation) already answered: redelivery is a no-op."""
+
+    __tablename__ = "control_mail"
+    __table_args__ = (UniqueConstraint("tracker_id", "message_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    action: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Outbox(Base):
     """A mail to send, written in the same transaction as the change that caused it."""
 
@@ -212,9 +246,7 @@ class Outbox(Base):
     tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id"), nullable=True, index=True)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
-    cause_message_pk: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id"), nullable=True
-    )
+    cause_message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipient: Mapped[str] = mapped_column(String(320))
     raw: Mapped[bytes] = mapped_column(LargeBinary)

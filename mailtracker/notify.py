@@ -26,7 +26,14 @@ from mailtracker.models import Issue, Outbox, User, utcnow
 from mailtracker.templating import mail_environment
 from mailtracker.values import AttachmentData, Change
 
-__all__ = ["ATTACH_LIMIT", "Notice", "OutgoingMail", "queue_notifications", "render"]
+__all__ = [
+    "ATTACH_LIMIT",
+    "Notice",
+    "OutgoingMail",
+    "queue_notifications",
+    "queue_reply",
+    "render",
+]
 
 ATTACH_LIMIT = 100 * 1024  # bytes of attachments per message re-sent to every recipient
 _SMTP = policy.SMTP
@@ -78,6 +85,7 @@ def _shared_part(notice: Notice) -> bytes:
     msg["References"] = " ".join(refs)
     msg["List-Id"] = f"{tracker.title} <{tracker.list_id}>"
     msg["List-Post"] = f"<mailto:{tracker.issue_address(notice.number)}>"
+    msg["List-Help"] = f"<mailto:{tracker.help_address}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg["Precedence"] = "list"
     msg[LOOP_HEADER] = tracker.address
@@ -148,6 +156,52 @@ def _personalise(notice: Notice, shared: bytes, recipient: str) -> OutgoingMail:
     message_id = f"mt.{secrets.token_hex(10)}.{issue}@{notice.hostname}"
     head = _SMTP.fold_binary("To", recipient) + _SMTP.fold_binary("Message-ID", f"<{message_id}>")
     return OutgoingMail(message_id=message_id, recipient=recipient, raw=head + shared)
+
+
+def queue_reply(
+    session: Session,
+    tracker: TrackerConfig,
+    hostname: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    *,
+    in_reply_to: str = "",
+    envelope_from: str = "",
+) -> str:
+    """Queue one mail from the tracker itself (help, moderation); returns its Message-ID.
+
+    A response to a sender goes out with a null envelope sender and
+    ``Auto-Submitted: auto-replied`` (RFC 3834 §3.3, §5), so that it can never start a loop.
+    """
+    now = utcnow()
+    message_id = f"mt.{secrets.token_hex(10)}.{tracker.name}@{hostname}"
+    msg = EmailMessage(policy=_SMTP)
+    msg["From"] = Address(tracker.title, addr_spec=tracker.address)
+    msg["To"] = recipient
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now.replace(tzinfo=UTC))
+    msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        msg["References"] = f"<{in_reply_to}>"
+    msg["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
+    msg[LOOP_HEADER] = tracker.address
+    msg.set_content(body, charset="utf-8", cte=_cte(body))
+    row = store.tracker_row(session, tracker.name)
+    session.add(
+        Outbox(
+            tracker_id=row.id,
+            message_id=message_id,
+            envelope_from=envelope_from,
+            recipient=recipient,
+            raw=msg.as_bytes(policy=_SMTP),
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return message_id
 
 
 def queue_notifications(

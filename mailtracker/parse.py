@@ -23,16 +23,17 @@ Which part is the body (``text``):
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import getaddresses
 from io import BytesIO
 
@@ -45,12 +46,16 @@ __all__ = ["MAX_DEPTH", "MAX_PARTS", "parse"]
 MAX_DEPTH = 20
 MAX_PARTS = 1_000
 MAX_FILENAME = 200
+_FEED_CHUNK = 1 << 16
+_BIG_PAYLOAD = 1 << 20
+_LONG_HEADER = 1 << 15
 
 _BRACKETED_ID = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
 _ID_SEPARATORS = re.compile(r"[\s,]+")
 _FIRST_TOKEN = re.compile(r"[^\s;(]+")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LONE_CR = re.compile(r"\r(?!\n)")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -77,7 +82,7 @@ def parse(raw: bytes) -> Incoming:
 
 
 def _parse(raw: bytes) -> Incoming:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    msg = _parse_bytes(raw)
     parts = _check_shape(msg)
     headers = _Headers(msg)
     body = _Body(_linesep(raw))
@@ -108,6 +113,16 @@ def _parse(raw: bytes) -> Incoming:
     )
 
 
+def _parse_bytes(raw: bytes) -> Message:
+    """What ``BytesParser`` returns, fed in chunks: ``BytesParser`` first decodes the whole
+    mail into one str and a StringIO (4 bytes a character), about 8x the mail at peak."""
+    parser = BytesFeedParser(policy=policy.default)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(view[start : start + _FEED_CHUNK].tobytes())
+    return parser.close()
+
+
 # --- shape: depth and part limits, checked before anything is decoded ----------------------
 
 
@@ -132,9 +147,16 @@ def _check_shape(msg: Message) -> list[Message]:
 
 def _children(part: Message) -> list[Message]:
     """Sub-entities; the header blocks of a delivery-status report are not MIME parts."""
-    payload = part.get_payload()
-    if not isinstance(payload, list) or _content_type(part) == "message/delivery-status":
+    if not part.is_multipart() or _content_type(part) == "message/delivery-status":
         return []
+    return _subparts(part)
+
+
+def _subparts(part: Message) -> list[Message]:
+    """The entities in a multipart or ``message/*`` part. Only call ``get_payload()`` on
+    those: on a leaf with 8-bit bytes it decodes them with the declared charset and lets
+    that codec's UnicodeError through (CPython 3.11 ``Message.get_payload``)."""
+    payload = part.get_payload() if part.is_multipart() else []
     return [child for child in payload if isinstance(child, Message)]
 
 
@@ -158,17 +180,24 @@ class _Headers:
         self.msg = msg
         self.defects: set[str] = set()
 
+    def unfolded(self, name: str) -> list[str]:
+        """Every value as sent, unfolded; 8-bit bytes are still surrogates."""
+        values = (str(value) for key, value in self.msg.raw_items() if key.lower() == name)
+        return [_LINE_BREAK.sub("", value).strip() for value in values]
+
     def raw(self, name: str) -> list[str]:
         """Every value as sent: unfolded, 8-bit bytes decoded, RFC 2047 words left alone."""
-        values = (str(value) for key, value in self.msg.raw_items() if key.lower() == name)
-        return [_clean(_LINE_BREAK.sub("", value)).strip() for value in values]
+        return [_clean(value) for value in self.unfolded(name)]
 
     def first_raw(self, name: str) -> str:
         values = self.raw(name)
         return values[0] if values else ""
 
     def decoded(self, name: str) -> list[str] | None:
-        """Every value decoded by the policy; None when its parser raised."""
+        """Every value decoded by the policy; None when its parser raised, or would take
+        too long: it is quadratic in the number of encoded words (1 s for 170 KB)."""
+        if sum(map(len, self.unfolded(name))) > _LONG_HEADER:
+            return None
         try:
             values = self.msg.get_all(name) or []
             texts = [str(value) for value in values]
@@ -179,10 +208,14 @@ class _Headers:
         return [_clean(text) for text in texts]
 
     def text(self, name: str) -> str:
-        """The first value, RFC 2047 decoded."""
-        decoded = self.decoded(name)
+        """The first value, RFC 2047 decoded. Raw 8-bit values are decoded here: the
+        policy turns Latin-1 bytes into U+FFFD where UTF-8 fails. Only the first
+        _LONG_HEADER characters count: ``decode_header`` is quadratic in words too."""
+        unfolded = [value[:_LONG_HEADER] for value in self.unfolded(name)]
+        plain = not any(map(_SURROGATE.search, unfolded))
+        decoded = self.decoded(name) if plain else None
         if decoded is None:
-            decoded = [_decode_words(value) for value in self.raw(name)]
+            decoded = [_decode_words(_clean(value)) for value in unfolded]
         return decoded[0] if decoded else ""
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
@@ -314,8 +347,8 @@ def _walk(part: Message, body: _Body, main: bool) -> None:
     ctype = _content_type(part)
     if ctype.startswith("message/"):
         body.attach(*_enclosed(part, ctype, body.linesep))
-    elif isinstance(part.get_payload(), list):
-        children = [c for c in part.get_payload() if isinstance(c, Message)]
+    elif part.is_multipart():
+        children = _subparts(part)
         chosen = _chosen(children) if ctype == "multipart/alternative" else None
         for index, child in enumerate(children):
             _walk(child, body, main and chosen in (None, index))
@@ -351,10 +384,9 @@ def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
 def _enclosed(part: Message, ctype: str, linesep: str) -> tuple[str, str, bytes]:
     """A ``message/*`` part as one attachment: the enclosed message's bytes, named after
     its Subject for ``message/rfc822`` and ``message/global`` (RFC 6532)."""
-    payload = part.get_payload()
-    if not isinstance(payload, list):
+    if not part.is_multipart():
         return _filename(part), ctype, _payload(part)
-    inner = [m for m in payload if isinstance(m, Message)]
+    inner = _subparts(part)
     data = b"".join(_flatten(m, linesep) for m in inner)
     if ctype not in ("message/rfc822", "message/global") or not inner:
         return _filename(part), ctype, data
@@ -370,12 +402,16 @@ def _flatten(msg: Message, linesep: str) -> bytes:
         options = msg.policy.clone(linesep=linesep, max_line_length=0)
         BytesGenerator(out, mangle_from_=False, policy=options).flatten(msg)
     except Exception:  # the generator trips over header values the parser let through
-        return _payload_text(msg).encode("utf-8", "surrogateescape")
+        return _payload(msg) if not msg.is_multipart() else b""
     return out.getvalue()
 
 
-def _payload_text(msg: Message) -> str:
-    payload = msg.get_payload()
+def _leaf_text(part: Message) -> str:
+    """A leaf's payload as parsed (8-bit bytes as surrogates), "" if it cannot be had."""
+    try:
+        payload = part.get_payload()
+    except Exception:  # the declared charset's codec raised (see _subparts)
+        return ""
     return payload if isinstance(payload, str) else ""
 
 
@@ -386,7 +422,7 @@ def _content_type(part: Message) -> str:
         ctype = part.get_content_type()
     except Exception:  # a Content-Type the header parser chokes on
         return "text/plain"
-    if ctype.startswith("multipart/") and not isinstance(part.get_payload(), list):
+    if ctype.startswith("multipart/") and not part.is_multipart():
         return "text/plain"
     return ctype
 
@@ -427,21 +463,44 @@ def _sanitise(filename: str) -> str:
 def _payload(part: Message) -> bytes:
     """The decoded content (base64, quoted-printable, uuencode); the raw bytes if the
     transfer encoding cannot be applied."""
+    special = _decode_specially(part)
+    if special is not None:
+        return special
     try:
         data = part.get_payload(decode=True)
     except Exception:  # a Content-Transfer-Encoding header the policy cannot parse
         data = None
     if isinstance(data, bytes):
         return data
-    return _payload_text(part).encode("utf-8", "surrogateescape")
+    return _leaf_text(part).encode("utf-8", "surrogateescape")
+
+
+def _decode_specially(part: Message) -> bytes | None:
+    """Two cases the stdlib path handles badly, else None. A large base64 part: the stdlib
+    makes three more copies of it (bytes, lines, joined). Quoted-printable with CR-only
+    line ends (old Mac mail): ``a2b_qp`` stops at the first ``=\\r`` soft line break, so
+    make the line ends CRLF first (RFC 2045 6.7)."""
+    cte = _Headers(part).first_raw("content-transfer-encoding").lower()
+    if cte not in ("base64", "quoted-printable"):
+        return None
+    text = _leaf_text(part)
+    try:
+        if cte == "base64" and len(text) >= _BIG_PAYLOAD:
+            return binascii.a2b_base64(text)
+        if cte == "quoted-printable" and _LONE_CR.search(text):
+            return binascii.a2b_qp(_LONE_CR.sub("\r\n", text).encode("utf-8", "surrogateescape"))
+    except (binascii.Error, ValueError):  # 8-bit junk or bad padding: the stdlib copes
+        return None
+    return None
 
 
 def _text(part: Message) -> str:
+    """A text part decoded, with LF line ends."""
     try:
         charset = part.get_content_charset()
     except Exception:  # unparsable Content-Type parameters
         charset = None
-    return _decode(_payload(part), charset)
+    return _LINE_BREAK.sub("\n", _decode(_payload(part), charset))
 
 
 def _decode(data: bytes, charset: str | None) -> str:

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from mailtracker import control
 from mailtracker import store as queries
 from mailtracker.addresses import Recipient, classify
 from mailtracker.authenticate import authenticate
 from mailtracker.commands import interpret
 from mailtracker.config import Config
+from mailtracker.control import Result
 from mailtracker.errors import (
     Duplicate,
+    Held,
     Ignored,
     MailError,
     NotPermitted,
@@ -70,16 +73,30 @@ def process(
         targets = _recipients(envelope.rcpt_tos, config)
         incoming = parse(raw)
         message_id = incoming.message_id
-        stored, queued = _store_with_retries(store, config, incoming, envelope, targets, notify)
+        results, approved = _store_with_retries(store, config, incoming, envelope, targets, notify)
     except MailError as exc:
         return _refusal(exc, message_id)
     except Exception as exc:  # a bug must not drop the connection: the MTA retries
         log.exception("<%s> failed unexpectedly; answered 451, nothing stored", message_id)
         return _refusal(TempFailure(f"internal error ({type(exc).__name__})"), message_id)
-    log.info("<%s> stored as %s, %d notifications queued", message_id, ", ".join(stored), queued)
-    return Outcome(
-        _reply(250, "2.0.0", "Ok: stored as " + ", ".join(stored)), EX_OK, stored, queued
-    )
+    for held in approved:
+        results.append(_run_approved(store, config, held))
+    return _success(message_id, results)
+
+
+def _success(message_id: str, results: list[Result]) -> Outcome:
+    text = "; ".join(r.text for r in results)
+    queued = sum(r.queued for r in results)
+    log.info("<%s> %s; %d mails queued", message_id, text, queued)
+    refs = tuple(r.ref for r in results if r.ref)
+    return Outcome(_reply(250, "2.0.0", f"Ok: {text}"), EX_OK, refs, queued)
+
+
+def _run_approved(store: Store, config: Config, held_id: int) -> Result:
+    from mailtracker.moderation import approve
+
+    outcome = approve(store, config, held_id)
+    return Result(None, f"held mail {held_id}: {outcome.reply}", outcome.queued)
 
 
 def refusal_for_recipient(address: str, config: Config) -> str | None:
@@ -119,7 +136,7 @@ def _store_with_retries(
     envelope: Envelope,
     targets: list[Recipient],
     notify: bool,
-) -> tuple[tuple[str, ...], int]:
+) -> tuple[list[Result], list[int]]:
     """One transaction for every tracker; a lost race (unique key) is simply run again."""
     for attempt in range(1, RACE_RETRIES + 1):
         try:
@@ -140,21 +157,20 @@ def _store_all(
     envelope: Envelope,
     targets: list[Recipient],
     notify: bool,
-) -> tuple[tuple[str, ...], int]:
-    stored: list[str] = []
-    queued = 0
-    duplicates = 0
+) -> tuple[list[Result], list[int]]:
+    """Every tracker's part; returns the results and the held mails an admin approved."""
+    results: list[Result] = []
+    approved: list[int] = []
     for recipient in targets:
         try:
-            ref, count = _store_one(session, config, incoming, envelope, recipient, notify)
+            result, held = _store_one(session, config, incoming, envelope, recipient, notify)
         except Duplicate:
-            duplicates += 1
             continue
-        stored.append(ref)
-        queued += count
-    if duplicates == len(targets):
+        results.append(result)
+        approved += [held] if held is not None else []
+    if not results:
         raise Duplicate(f"message <{incoming.message_id}> is already stored")
-    return tuple(stored), queued
+    return results, approved
 
 
 def _store_one(
@@ -164,14 +180,22 @@ def _store_one(
     envelope: Envelope,
     recipient: Recipient,
     notify: bool,
-) -> tuple[str, int]:
+) -> tuple[Result, int | None]:
+    """The stages for one tracker, in order: authenticate, route, interpret, apply, notify."""
     tracker = config.tracker(recipient.tracker)
     sender = authenticate(incoming, envelope, tracker, config)
-    row = queries.tracker_row(session, tracker.name)
-    lookup = _Lookup(session, row.id)
+    if recipient.kind in ("approve", "reject"):
+        result, held = control.moderate(session, tracker, sender, incoming, recipient)
+        return result, held.id if held is not None else None
+    if control.is_help_request(recipient, incoming):
+        return control.help_reply(session, config, tracker, sender, incoming), None
+    lookup = queries.TrackerLookup(session, queries.tracker_row(session, tracker.name).id)
     target = route(incoming, recipient, tracker, lookup)
-    commands = interpret(incoming, target, tracker)
-    change = apply(session, config, tracker, target, sender, incoming, commands)
+    commands = interpret(incoming, target, tracker, lookup.user_exists)
+    try:
+        change = apply(session, config, tracker, target, sender, incoming, commands)
+    except Held:
+        return control.hold(session, config, tracker, sender, incoming, envelope, recipient), None
     count = 0
     if notify:
         count = queue_notifications(
@@ -191,27 +215,14 @@ def _store_one(
         sender.address,
         target.how,
     )
-    return f"{tracker.name}/{change.number}", count
-
-
-class _Lookup:
-    """Routing's view of the store for one tracker, inside the current transaction."""
-
-    def __init__(self, session: Session, tracker_id: int) -> None:
-        self._session = session
-        self._tracker_id = tracker_id
-
-    def issue_exists(self, number: int) -> bool:
-        return queries.issue_by_number(self._session, self._tracker_id, number) is not None
-
-    def issue_for_ids(self, ids: Sequence[str]) -> int | None:
-        return queries.issue_for_message_ids(self._session, self._tracker_id, ids)
+    ref = f"{tracker.name}/{change.number}"
+    return Result(ref, f"stored as {ref}", count), None
 
 
 def _refusal(exc: MailError, message_id: str) -> Outcome:
     """Map the error tree to the SMTP reply and the sysexits code (INTERFACE.md)."""
     reason = exc.reason
-    if isinstance(exc, Duplicate | Ignored):
+    if isinstance(exc, Duplicate | Ignored | Held):
         log.info("<%s> accepted without change: %s", message_id, reason)
         return Outcome(_reply(250, "2.0.0", f"Ok: {reason}"), EX_OK)
     if isinstance(exc, TempFailure):

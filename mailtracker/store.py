@@ -196,10 +196,13 @@ def _first_in_order(ids: Sequence[str], rows: list[Any]) -> int | None:
     return next((found[i] for i in ids if i in found), None)
 
 
-def add_message_refs(session: Session, tracker_id: int, message_pk: int,
-                     ids: Iterable[str]) -> None:
-    rows = [{"tracker_id": tracker_id, "message_pk": message_pk, "ref_id": i}
-            for i in dict.fromkeys(ids)]
+def add_message_refs(
+    session: Session, tracker_id: int, message_pk: int, ids: Iterable[str]
+) -> None:
+    rows = [
+        {"tracker_id": tracker_id, "message_pk": message_pk, "ref_id": i}
+        for i in dict.fromkeys(ids)
+    ]
     if rows:
         session.execute(insert(MessageRef), rows)
 
@@ -249,3 +252,20 @@ def users_by_ids(session: Session, ids: Iterable[int]) -> list[User]:
 
 def count_messages(session: Session, issue_id: int) -> int:
     return int(session.scalar(select(func.count()).where(Message.issue_id == issue_id)) or 0)
+
+
+class TrackerLookup:
+    """What routing and interpreting ask of the store, for one tracker, in one transaction."""
+
+    def __init__(self, session: Session, tracker_id: int) -> None:
+        self._session = session
+        self._tracker_id = tracker_id
+
+    def issue_exists(self, number: int) -> bool:
+        return issue_by_number(self._session, self._tracker_id, number) is not None
+
+    def issue_for_ids(self, ids: Sequence[str]) -> int | None:
+        return issue_for_message_ids(self._session, self._tracker_id, ids)
+
+    def user_exists(self, address: str) -> bool:
+        return user_by_address(self._session, address) is not None

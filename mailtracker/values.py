@@ -13,6 +13,7 @@ __all__ = [
     "AttachmentData",
     "Change",
     "Commands",
+    "Edit",
     "Envelope",
     "Incoming",
     "Sender",
@@ -97,13 +98,26 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """One validated property change: ``op`` is ``set``, ``add`` or ``remove``.
+
+    ``value`` is canonical: a configured status or priority, a lower-cased address, a
+    comma-separated list for ``set`` of labels or nosy; ``""`` clears.
+    """
+
+    prop: str
+    op: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Commands:
     """Property changes asked for by the mail, already validated; ``comment`` is the text
     left to store once command lines and the subject suffix are taken out."""
 
     title: str
     comment: str
-    changes: tuple[tuple[str, str], ...] = ()
+    changes: tuple[Edit, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,11 @@ def _nosy(session: Session, issue_id: int) -> list[str]:
 
 def _messages(session: Session, issue_id: int) -> list[dict[str, Any]]:
     messages = list(
-        session.scalars(select(Message).where(Message.issue_id == issue_id).order_by(Message.id))
+        session.scalars(
+            select(Message)
+            .where(Message.issue_id == issue_id, Message.is_comment.is_(True))
+            .order_by(Message.id)
+        )
     )
     emails = _emails(session, (m.author_id for m in messages))
     return [
