@@ -180,6 +180,70 @@ def user_add(store: Store, email: str, name: str, role: str) -> int:
     return EX_OK
 
 
+def user_set_role(store: Store, email: str, role: str) -> int:
+    from mailtracker import store as queries
+
+    with store.write() as session:
+        user = queries.user_by_address(session, email)
+        if user is not None:
+            user.role = role
+    if user is None:
+        print(f"mailtracker: no user has the address {email.lower()}", file=sys.stderr)
+        return EX_DATAERR
+    print(f"{user.email} is now {role}")
+    return EX_OK
+
+
+def user_add_address(store: Store, email: str, new_address: str) -> int:
+    from mailtracker import store as queries
+    from mailtracker.models import Address
+
+    if "@" not in new_address:
+        print(f"mailtracker: '{new_address}' is not a mail address", file=sys.stderr)
+        return EX_DATAERR
+    with store.write() as session:
+        user = queries.user_by_address(session, email)
+        taken = queries.user_by_address(session, new_address)
+        if user is not None and taken is None:
+            session.add(Address(user_id=user.id, email=new_address.lower()))
+    if user is None or taken is not None:
+        problem = f"no user has the address {email}" if user is None else (
+            f"{new_address.lower()} already belongs to {taken.email if taken else ''}")
+        print(f"mailtracker: {problem}", file=sys.stderr)
+        return EX_DATAERR
+    print(f"{new_address.lower()} added to {user.email}")
+    return EX_OK
+
+
+def moderation_list(store: Store, as_json: bool) -> int:
+    from mailtracker.control import held_mail
+    from mailtracker.views import iso
+
+    with store.read() as session:
+        data = [{"id": h.id, "sender": h.sender, "subject": h.subject, "to": h.rcpt,
+                 "received": iso(h.created_at)} for h in held_mail(session)]
+    if as_json:
+        _print_json(data)
+    else:
+        _table(["ID", "RECEIVED", "FROM", "TO", "SUBJECT"],
+               [[str(d[k]) for k in ("id", "received", "sender", "to", "subject")] for d in data])
+    return EX_OK
+
+
+def moderation_decide(store: Store, config: Config, held_id: int, approve: bool) -> int:
+    from mailtracker import moderation
+
+    if not approve:
+        if moderation.discard(store, held_id):
+            print(f"held mail {held_id} discarded")
+            return EX_OK
+        print(f"mailtracker: there is no held mail {held_id}", file=sys.stderr)
+        return EX_DATAERR
+    outcome = moderation.approve(store, config, held_id)
+    print(f"held mail {held_id}: {outcome.reply}")
+    return outcome.exit_code
+
+
 def user_list(store: Store, as_json: bool) -> int:
     from mailtracker.views import users_json
 

@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("issue", metavar="ISSUE", help="42, issue42 or TRACKER/42")
     show.add_argument("--json", action="store_true")
     _user_parsers(sub, common)
+    _moderation_parsers(sub, common)
     outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--all", action="store_true", help="include mail already sent")
@@ -108,6 +109,24 @@ def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("--role", choices=("admin", "developer", "user"), default="user")
     listing = _add(user_sub, common, "list", "list users", _user_list)
     listing.add_argument("--json", action="store_true")
+    role = _add(user_sub, common, "set-role", "change a user's role", _user_set_role)
+    role.add_argument("email")
+    role.add_argument("role", choices=("admin", "developer", "user"))
+    address = _add(user_sub, common, "add-address", "give a user another address",
+                   _user_add_address)
+    address.add_argument("email", help="an address the user has")
+    address.add_argument("new_address")
+
+
+def _moderation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    mod = sub.add_parser("moderation", parents=[common], help="mail held from unknown senders")
+    mod_sub = mod.add_subparsers(dest="moderation_command", metavar="ACTION", required=True)
+    listing = _add(mod_sub, common, "list", "list held mail", _moderation_list)
+    listing.add_argument("--json", action="store_true")
+    for name, text in (("approve", "accept a held mail and register its sender"),
+                       ("reject", "discard a held mail")):
+        action = _add(mod_sub, common, name, text, _moderation_decide)
+        action.add_argument("id", type=int)
 
 
 def _open_store(config: Config) -> Any:
@@ -162,6 +181,31 @@ def _user_list(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import user_list
 
     return user_list(_open_store(config), args.json)
+
+
+def _user_set_role(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import user_set_role
+
+    return user_set_role(_open_store(config), args.email, args.role)
+
+
+def _user_add_address(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import user_add_address
+
+    return user_add_address(_open_store(config), args.email, args.new_address)
+
+
+def _moderation_list(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import moderation_list
+
+    return moderation_list(_open_store(config), args.json)
+
+
+def _moderation_decide(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import moderation_decide
+
+    approve = args.moderation_command == "approve"
+    return moderation_decide(_open_store(config), config, args.id, approve)
 
 
 def _outbox(args: argparse.Namespace, config: Config) -> int:

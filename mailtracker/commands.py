@@ -69,8 +69,11 @@ def parse_assignments(suffix: str, errors: list[str]) -> list[Assignment]:
             continue
         key, eq, value = item.partition("=")
         name = _canonical(key)
-        if not eq or name is None:
+        if name is None:
             errors.append(f"'{key.strip()}' is not a property; use one of: {', '.join(PROPERTIES)}")
+            continue
+        if not eq:
+            errors.append(f"'{key.strip()}' has no value; write {name}=VALUE")
             continue
         found.append(Assignment(name, value.strip()))
     return found

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailtracker import permissions, store
 from mailtracker.addresses import classify
+from mailtracker.authenticate import require_verified
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.edits import apply_edits
 from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
@@ -52,6 +53,7 @@ def apply(
         issue = _new_issue(session, row.id, tracker, config.smtp.hostname, commands, author, now)
     else:
         issue = _existing_issue(session, row.id, tracker, target)
+    require_verified(sender, tracker, bool(commands.changes))
     permissions.check(_actor(author), issue.reporter_id, commands.changes)
     message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)
     entries = _creation_entries(issue) if created else []

@@ -246,3 +246,43 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert "received SIGTERM" in stderr
     assert "stored as bugs/1" in stderr
+
+
+def test_roles_and_addresses(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = str(config_file)
+    assert main(["user", "add", "bob@example.com", "-c", c]) == 0
+    assert main(["user", "set-role", "BOB@example.com", "developer", "-c", c]) == 0
+    assert main(["user", "set-role", "nobody@example.com", "admin", "-c", c]) == 65
+    assert main(["user", "add-address", "bob@example.com", "Bob@Work.example", "-c", c]) == 0
+    assert main(["user", "add-address", "bob@example.com", "bob@work.example", "-c", c]) == 65
+    capsys.readouterr()
+    assert main(["user", "list", "--json", "-c", c]) == 0
+    (bob,) = json.loads(capsys.readouterr().out)
+    assert bob["role"] == "developer"
+    assert bob["addresses"] == ["bob@example.com", "bob@work.example"]
+
+
+def test_moderation_cli(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mailtracker.toml"
+    path.write_text(CONFIG.format(url=db_url) + 'unknown_senders = "moderate"\n')
+    c = str(path)
+    assert run("ingest", "-c", c, stdin=(MESSAGES / "new-issue.eml").read_bytes()).returncode == 0
+    assert run("ingest", "-c", c, stdin=(MESSAGES / "html-only.eml").read_bytes()).returncode == 0
+    capsys.readouterr()
+    assert main(["issues", "--json", "-c", c]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # invisible until approved
+    assert main(["moderation", "list", "--json", "-c", c]) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert [(h["id"], h["sender"]) for h in held] == [
+        (1, "alice@example.com"),
+        (2, "grace@example.com"),
+    ]
+    assert main(["moderation", "approve", "1", "-c", c]) == 0
+    assert "250 2.0.0 Ok: stored as bugs/1" in capsys.readouterr().out
+    assert main(["moderation", "reject", "2", "-c", c]) == 0
+    assert main(["moderation", "reject", "2", "-c", c]) == 65
+    capsys.readouterr()
+    assert main(["moderation", "list", "--json", "-c", c]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["issues", "--json", "-c", c]) == 0
+    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == ["bugs/1"]
