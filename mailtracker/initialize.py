@@ -78,6 +78,8 @@ github_repos = []
 # The first status is the one a new issue gets.
 statuses = ["new", "open", "pending", "resolved", "closed"]
 priorities = ["low", "normal", "high", "urgent"]
+# A fixed list of labels; empty: any label may be used.
+labels = []
 """
 
 

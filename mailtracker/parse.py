@@ -15,7 +15,8 @@ Which part is the body (``text``):
   becomes ``html``; the other renderings are dropped, any other kind of part is kept.
 * Elsewhere, in order: every inline ``text/plain`` part without a filename is body text, joined
   by a blank line (list footers, signed mail, pasted patches); a ``text/html`` part is the body
-  (converted by ``htmltext``) only if no body text came before it.
+  (converted by ``htmltext``) only if no body text came before it. The very first part is
+  body text even with a filename (McAfee's bounces and some clients name the body itself).
 * Every other part is an attachment: a filename or ``Content-Disposition: attachment``, any
   non-text type, ``message/rfc822`` as one ``.eml`` (its own parts are not walked),
   signatures of ``multipart/signed``.
@@ -87,7 +88,7 @@ def _parse(raw: bytes) -> Incoming:
     headers = _Headers(msg)
     body = _Body(_linesep(raw))
     _walk(msg, body, main=True)
-    if not msg.keys() and not body.texts and not body.attachments:
+    if not msg.keys() and not body.has_text() and not body.attachments:
         raise Rejected("the message has neither a header nor a body")
     message_id, synthetic = _message_id(headers, raw)
     from_addr, from_name = _author(headers)
@@ -138,7 +139,8 @@ def _check_shape(msg: Message) -> list[Message]:
             raise Rejected(f"the message is nested more than {MAX_DEPTH} MIME levels deep")
         entities.append(part)
         children = _children(part)
-        leaves += not children
+        if not children:
+            leaves += 1
         if leaves > MAX_PARTS:
             raise Rejected(f"the message has more than {MAX_PARTS} MIME parts")
         stack.extend((child, depth + 1) for child in reversed(children))
@@ -302,7 +304,7 @@ def _ids(values: list[str]) -> tuple[str, ...]:
     for value in values:
         ids = ["".join(i.split()) for i in _BRACKETED_ID.findall(value)]
         if not any(ids):
-            ids = [word.strip(";\"'()") for word in _ID_SEPARATORS.split(value) if "@" in word]
+            ids = [word.strip(";\"'()<>") for word in _ID_SEPARATORS.split(value) if "@" in word]
         found += ids
     return tuple(dict.fromkeys(i for i in found if i))
 
@@ -320,6 +322,7 @@ class _Body:
     """What the walk collects: body texts in order, the HTML alternative, attachments."""
 
     linesep: str
+    leaves: int = 0
     texts: list[str] = field(default_factory=list)
     html: str | None = None
     attachments: list[AttachmentData] = field(default_factory=list)
@@ -361,13 +364,14 @@ def _chosen(alternatives: list[Message]) -> int:
     plain = [
         index
         for index, part in enumerate(alternatives)
-        if _content_type(part) == "text/plain" and not _is_attachment(part)
+        if _content_type(part) == "text/plain" and _disposition(part) != "attachment"
     ]
     return plain[-1] if plain else len(alternatives) - 1
 
 
 def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
-    if _is_attachment(part) or not ctype.startswith("text/"):
+    first, body.leaves = body.leaves == 0, body.leaves + 1
+    if _is_attachment(part, first) or not ctype.startswith("text/"):
         body.attach(_filename(part), ctype, _payload(part))
     elif main and ctype == "text/plain":
         body.texts.append(_text(part))
@@ -427,12 +431,16 @@ def _content_type(part: Message) -> str:
     return ctype
 
 
-def _is_attachment(part: Message) -> bool:
+def _is_attachment(part: Message, first: bool) -> bool:
+    """``Content-Disposition: attachment``, or a filename on any but the first part."""
+    return _disposition(part) == "attachment" or (not first and bool(_filename(part)))
+
+
+def _disposition(part: Message) -> str | None:
     try:
-        disposition = part.get_content_disposition()
+        return part.get_content_disposition()
     except Exception:  # unparsable Content-Disposition: decide by the filename
-        disposition = None
-    return disposition == "attachment" or bool(_filename(part))
+        return None
 
 
 def _filename(part: Message) -> str:
@@ -495,12 +503,12 @@ def _decode_specially(part: Message) -> bytes | None:
 
 
 def _text(part: Message) -> str:
-    """A text part decoded, with LF line ends."""
+    """A text part decoded, with LF line ends and no NUL (PostgreSQL text cannot hold it)."""
     try:
         charset = part.get_content_charset()
     except Exception:  # unparsable Content-Type parameters
         charset = None
-    return _LINE_BREAK.sub("\n", _decode(_payload(part), charset))
+    return _LINE_BREAK.sub("\n", _decode(_payload(part), charset)).replace("\x00", "")
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -519,10 +527,8 @@ def _decode(data: bytes, charset: str | None) -> str:
 
 
 def _normalise(text: str) -> str:
-    """LF line endings, no blank lines at the start, no trailing whitespace at the end,
-    no NUL."""
-    text = _LINE_BREAK.sub("\n", text).replace("\x00", "").rstrip()
-    return _LEADING_BLANK_LINES.sub("", text)
+    """LF line endings, no blank lines at the start, no trailing whitespace at the end."""
+    return _LEADING_BLANK_LINES.sub("", _LINE_BREAK.sub("\n", text).rstrip())
 
 
 def _linesep(raw: bytes) -> str:

@@ -286,3 +286,24 @@ def test_moderation_cli(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out) == []
     assert main(["issues", "--json", "-c", c]) == 0
     assert [i["id"] for i in json.loads(capsys.readouterr().out)] == ["bugs/1"]
+
+
+def test_ingest_exit_77_when_the_policy_refuses(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "mailtracker.toml"
+    path.write_text(CONFIG.format(url=db_url) + 'unknown_senders = "reject"\n')
+    result = run("ingest", "-c", str(path), stdin=(MESSAGES / "new-issue.eml").read_bytes())
+    assert result.returncode == 77
+    assert b"takes mail only from registered users" in result.stderr
+
+
+def test_ingest_keeps_a_null_sender_null(config_file: Path) -> None:
+    c = str(config_file)
+    run("ingest", "-c", c, stdin=(MESSAGES / "new-issue.eml").read_bytes())
+    reply = (MESSAGES / "reply-by-subaddress.eml").read_bytes()
+    assert (
+        run(
+            "ingest", "-c", c, "--sender", "", "--recipient", "bugs+1@example.org", stdin=reply
+        ).returncode
+        == 0
+    )
+    assert main(["outbox", "--json", "-c", c]) == 0  # a bounce-like mail notifies nobody
