@@ -8,7 +8,7 @@ every decode here is guarded and falls back to the raw text. Nothing but ``Rejec
 this module on purpose, and only when there is nothing to take: no bytes at all, MIME nested
 deeper than ``MAX_DEPTH`` or more than ``MAX_PARTS`` parts (both are denial-of-service shapes).
 
-Which part is the body (``text``):
+Header values are read by ``headers.py``. Which part is the body (``text``):
 
 * ``multipart/alternative``: the *last* ``text/plain`` alternative (RFC 2046 5.1.4: the last
   is the richest the sender offers); without one, the last alternative. The HTML alternative
@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from email import policy
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
-from email.header import decode_header
 from email.message import Message
-from email.utils import getaddresses
 from io import BytesIO
 
+from mailtracker import headers as mh
 from mailtracker.errors import Rejected
 from mailtracker.htmltext import html_to_text
 from mailtracker.values import AttachmentData, Incoming
@@ -49,24 +48,11 @@ MAX_PARTS = 1_000
 MAX_FILENAME = 200
 _FEED_CHUNK = 1 << 16
 _BIG_PAYLOAD = 1 << 20
-_LONG_HEADER = 1 << 15
 
-_BRACKETED_ID = re.compile(r"<([^<>]*)>")
-_ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
-_ID_SEPARATORS = re.compile(r"[\s,]+")
-_FIRST_TOKEN = re.compile(r"[^\s;(]+")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LONE_CR = re.compile(r"\r(?!\n)")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# Names clients use that Python's codecs do not know, or that mean a superset in practice.
-_CHARSET_ALIASES = {
-    "gb2312": "gb18030",  # senders label GBK/GB18030 text as gb2312
-    "iso-8859-8-i": "iso-8859-8",  # RFC 1556 logical-order Hebrew, same bytes
-    "windows-874": "cp874",
-    "x-sjis": "shift_jis",
-}
 # RFC 2046 5.1.4: the same content in another format; not kept when another alternative won.
 _RENDERINGS = frozenset({"text/plain", "text/html", "text/enriched", "text/richtext"})
 _CONTENT_HEADERS = ("content-type", "content-disposition", "content-transfer-encoding")
@@ -85,28 +71,28 @@ def parse(raw: bytes) -> Incoming:
 def _parse(raw: bytes) -> Incoming:
     msg = _parse_bytes(raw)
     parts = _check_shape(msg)
-    headers = _Headers(msg)
+    headers = mh.Headers(msg)
     body = _Body(_linesep(raw))
     _walk(msg, body, main=True)
     if not msg.keys() and not body.has_text() and not body.attachments:
         raise Rejected("the message has neither a header nor a body")
-    message_id, synthetic = _message_id(headers, raw)
-    from_addr, from_name = _author(headers)
+    message_id, synthetic = mh.message_id(headers, raw)
+    from_addr, from_name = mh.author(headers)
     return Incoming(
         raw=raw,
         message_id=message_id,
-        in_reply_to=_ids(headers.raw("in-reply-to")),
-        references=_ids(headers.raw("references")),
+        in_reply_to=mh.ids(headers.raw("in-reply-to")),
+        references=mh.ids(headers.raw("references")),
         from_addr=from_addr,
         from_name=from_name,
-        to=_recipients(headers, "to"),
-        cc=_recipients(headers, "cc"),
+        to=mh.recipients(headers, "to"),
+        cc=mh.recipients(headers, "cc"),
         subject=" ".join(headers.text("subject").split()),
         date=headers.first_raw("date"),
         text=body.text(),
         html=body.html,
         attachments=tuple(body.attachments),
-        auto_submitted=_first_token(headers.first_raw("auto-submitted")),
+        auto_submitted=mh.first_token(headers.first_raw("auto-submitted")),
         precedence=headers.first_raw("precedence").lower(),
         loop=tuple(headers.raw("x-mailtracker-loop")),
         defects=tuple(sorted(headers.defects | _part_defects(parts))),
@@ -165,153 +151,11 @@ def _subparts(part: Message) -> list[Message]:
 def _part_defects(parts: list[Message]) -> set[str]:
     names = {type(defect).__name__ for part in parts for defect in part.defects}
     for part in parts:
-        reader = _Headers(part)
+        reader = mh.Headers(part)
         for name in _CONTENT_HEADERS:
             reader.decoded(name)
         names |= reader.defects
     return names
-
-
-# --- headers ---------------------------------------------------------------------------------
-
-
-class _Headers:
-    """Header values of one entity, decoded by the policy where it can, raw text where not."""
-
-    def __init__(self, msg: Message) -> None:
-        self.msg = msg
-        self.defects: set[str] = set()
-
-    def unfolded(self, name: str) -> list[str]:
-        """Every value as sent, unfolded; 8-bit bytes are still surrogates."""
-        values = (str(value) for key, value in self.msg.raw_items() if key.lower() == name)
-        return [_LINE_BREAK.sub("", value).strip() for value in values]
-
-    def raw(self, name: str) -> list[str]:
-        """Every value as sent: unfolded, 8-bit bytes decoded, RFC 2047 words left alone."""
-        return [_clean(value) for value in self.unfolded(name)]
-
-    def first_raw(self, name: str) -> str:
-        values = self.raw(name)
-        return values[0] if values else ""
-
-    def decoded(self, name: str) -> list[str] | None:
-        """Every value decoded by the policy; None when its parser raised, or would take
-        too long: it is quadratic in the number of encoded words (1 s for 170 KB)."""
-        if sum(map(len, self.unfolded(name))) > _LONG_HEADER:
-            return None
-        try:
-            values = self.msg.get_all(name) or []
-            texts = [str(value) for value in values]
-        except Exception:  # CPython 3.11: AttributeError on an empty group with a comment
-            return None
-        for value in values:
-            self.defects.update(type(d).__name__ for d in getattr(value, "defects", ()))
-        return [_clean(text) for text in texts]
-
-    def text(self, name: str) -> str:
-        """The first value, RFC 2047 decoded. Raw 8-bit values are decoded here: the
-        policy turns Latin-1 bytes into U+FFFD where UTF-8 fails. Only the first
-        _LONG_HEADER characters count: ``decode_header`` is quadratic in words too."""
-        unfolded = [value[:_LONG_HEADER] for value in self.unfolded(name)]
-        plain = not any(map(_SURROGATE.search, unfolded))
-        decoded = self.decoded(name) if plain else None
-        if decoded is None:
-            decoded = [_decode_words(_clean(value)) for value in unfolded]
-        return decoded[0] if decoded else ""
-
-    def addresses(self, name: str) -> list[tuple[str, str]]:
-        """``(display name, address)`` pairs. ``getaddresses`` on the raw text copes with
-        groups and junk, and keeps RFC 822 comment names (``addr (Name)``) that the policy's
-        ``str()`` drops; RFC 2047 forbids specials in a phrase's encoded words (section 5),
-        so decoding the names afterwards cannot split an address."""
-        self.decoded(name)  # for the policy's defects only
-        pairs = _getaddresses(self.raw(name))
-        return [(_decode_words(display), address) for display, address in pairs]
-
-
-def _getaddresses(values: list[str]) -> list[tuple[str, str]]:
-    try:
-        return getaddresses(values)
-    except RecursionError:  # _parseaddr recurses per ":" (mimekit stack-overflow.txt)
-        return [("", address) for address in _ADDR_SPEC.findall(" ".join(values))]
-
-
-def _decode_words(value: str) -> str:
-    """RFC 2047 decoding that never raises: each word's charset, then UTF-8, then Latin-1;
-    the text as sent if the words are too broken to split."""
-    if "=?" not in value:
-        return value
-    try:
-        chunks = decode_header(value)
-    except Exception:  # HeaderParseError on bad base64
-        return value
-    # decode_header hands back unencoded stretches as raw-unicode-escape bytes
-    texts = (
-        c if isinstance(c, str) else _decode(c, charset or "raw-unicode-escape")
-        for c, charset in chunks
-    )
-    return _clean("".join(texts))
-
-
-def _clean(text: str) -> str:
-    """No lone surrogates (8-bit bytes the parser could not decode) and no NUL, which
-    PostgreSQL text cannot hold."""
-    if _SURROGATE.search(text):
-        try:
-            data = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate that stands for no byte
-            data = text.encode("utf-8", "replace")
-        text = _decode(data, None)
-    return text.replace("\x00", "")
-
-
-def _is_address(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and domain) and not any(c.isspace() for c in address)
-
-
-def _author(headers: _Headers) -> tuple[str, str]:
-    """Address and name from From, else Sender, else Reply-To; the pipeline falls back to
-    the envelope when all are missing."""
-    for name in ("from", "sender", "reply-to"):
-        for display, address in headers.addresses(name):
-            if _is_address(address):
-                return address.lower(), " ".join(display.split())
-    return "", ""
-
-
-def _recipients(headers: _Headers, name: str) -> tuple[str, ...]:
-    found = (address.lower() for _, address in headers.addresses(name))
-    return tuple(dict.fromkeys(address for address in found if _is_address(address)))
-
-
-def _message_id(headers: _Headers, raw: bytes) -> tuple[str, bool]:
-    """The Message-ID without ``<>``; for mail without one (brain-dead clients and some
-    bounce generators) an id from the bytes, so a redelivery is still a duplicate."""
-    value = headers.first_raw("message-id")
-    match = _BRACKETED_ID.search(value)
-    found = "".join((match[1] if match else value).split()).strip("<>")
-    if found:
-        return found, False
-    return f"{hashlib.sha256(raw).hexdigest()[:32]}@mailtracker.invalid", True
-
-
-def _ids(values: list[str]) -> tuple[str, ...]:
-    """Every ``<id>``, in order, once; for clients that drop the brackets, the words with
-    an ``@``."""
-    found: list[str] = []
-    for value in values:
-        ids = ["".join(i.split()) for i in _BRACKETED_ID.findall(value)]
-        if not any(ids):
-            ids = [word.strip(";\"'()<>") for word in _ID_SEPARATORS.split(value) if "@" in word]
-        found += ids
-    return tuple(dict.fromkeys(i for i in found if i))
-
-
-def _first_token(value: str) -> str:
-    match = _FIRST_TOKEN.search(value)
-    return match[0].lower() if match else ""
 
 
 # --- body and attachments ------------------------------------------------------------------
@@ -394,7 +238,7 @@ def _enclosed(part: Message, ctype: str, linesep: str) -> tuple[str, str, bytes]
     data = b"".join(_flatten(m, linesep) for m in inner)
     if ctype not in ("message/rfc822", "message/global") or not inner:
         return _filename(part), ctype, data
-    subject = " ".join(_Headers(inner[0]).text("subject").split())
+    subject = " ".join(mh.Headers(inner[0]).text("subject").split())
     name = subject.replace("/", "-").replace("\\", "-")[: MAX_FILENAME - 4]
     return (f"{name}.eml" if _sanitise(name) else "message.eml"), ctype, data
 
@@ -450,7 +294,7 @@ def _filename(part: Message) -> str:
         name = part.get_filename()
     except Exception:  # parameter parsing failed: treat as unnamed
         return ""
-    return _clean(name) if isinstance(name, str) else ""
+    return mh.clean(name) if isinstance(name, str) else ""
 
 
 def _sanitise(filename: str) -> str:
@@ -488,7 +332,7 @@ def _decode_specially(part: Message) -> bytes | None:
     makes three more copies of it (bytes, lines, joined). Quoted-printable with CR-only
     line ends (old Mac mail): ``a2b_qp`` stops at the first ``=\\r`` soft line break, so
     make the line ends CRLF first (RFC 2045 6.7)."""
-    cte = _Headers(part).first_raw("content-transfer-encoding").lower()
+    cte = mh.Headers(part).first_raw("content-transfer-encoding").lower()
     if cte not in ("base64", "quoted-printable"):
         return None
     text = _leaf_text(part)
@@ -508,22 +352,7 @@ def _text(part: Message) -> str:
         charset = part.get_content_charset()
     except Exception:  # unparsable Content-Type parameters
         charset = None
-    return _LINE_BREAK.sub("\n", _decode(_payload(part), charset)).replace("\x00", "")
-
-
-def _decode(data: bytes, charset: str | None) -> str:
-    """The declared charset, then UTF-8, then Latin-1 with replacement; a result with lone
-    surrogates (utf-7, unicode-escape) counts as a failure."""
-    for candidate in (_CHARSET_ALIASES.get(charset or "", charset), "utf-8"):
-        if not candidate:
-            continue
-        try:
-            text = data.decode(candidate)
-        except (LookupError, UnicodeError, ValueError):  # unknown, lying or bogus charset
-            continue
-        if not _SURROGATE.search(text):
-            return text
-    return data.decode("latin-1", errors="replace")
+    return _LINE_BREAK.sub("\n", mh.decode_bytes(_payload(part), charset)).replace("\x00", "")
 
 
 def _normalise(text: str) -> str:

@@ -30,7 +30,6 @@ from mailtracker.deliver import (
     LEASE,
     MAX_AGE,
     DeliveryReport,
-    SmtpTransport,
     backoff,
     deliver_due,
     outbox_rows,
@@ -39,6 +38,7 @@ from mailtracker.deliver import (
 from mailtracker.errors import ConfigError
 from mailtracker.models import Issue, Outbox, Tracker
 from mailtracker.store import Store
+from mailtracker.transport import SmtpTransport
 from tests.conftest import make_config
 
 NOW = datetime(2030, 1, 1, 12, 0, 0)
