@@ -39,10 +39,7 @@ def apply(
     commands: Commands,
 ) -> Change:
     """Store the mail on its issue (creating the issue if asked), apply its edits, and say
-    who is to be told. Raises ``Duplicate``, ``Held``, ``NotPermitted``.
-
-    The journal gets one entry per mail: the creation (title, status) and every property
-    the mail changed."""
+    who is to be told. Raises ``Duplicate``, ``Held``, ``NotPermitted``."""
     row = store.tracker_row(session, tracker.name)
     if store.message_exists(session, row.id, incoming.message_id):
         raise Duplicate(f"message <{incoming.message_id}> is already stored in {tracker.name}")
@@ -58,17 +55,7 @@ def apply(
     message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)
     entries = _creation_entries(issue) if created else []
     changes = apply_edits(session, issue, commands.changes)
-    entries += [{"property": p, "old": o or None, "new": n or None} for p, o, n in changes]
-    if entries:
-        session.add(
-            JournalEntry(
-                issue_id=issue.id,
-                actor_id=author.id,
-                created_at=now,
-                message_pk=message.id,
-                changes=entries,
-            )
-        )
+    _journal(session, message, entries, changes)
     _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
     issue.updated_at = now
     recipients = () if sender.quiet else _recipients(session, issue, author, incoming)
@@ -209,6 +196,26 @@ def _store_attachments(session: Session, message: Message, incoming: Incoming) -
             )
         )
     session.flush()
+
+
+def _journal(
+    session: Session,
+    message: Message,
+    entries: list[dict[str, Any]],
+    changes: list[tuple[str, str, str]],
+) -> None:
+    """One journal entry per mail: the creation (if any) and every property it changed."""
+    entries = entries + [{"property": p, "old": o or None, "new": n or None} for p, o, n in changes]
+    if entries:
+        session.add(
+            JournalEntry(
+                issue_id=message.issue_id,
+                actor_id=message.author_id,
+                created_at=message.received_at,
+                message_pk=message.id,
+                changes=entries,
+            )
+        )
 
 
 def _creation_entries(issue: Issue) -> list[dict[str, Any]]:
