@@ -11,28 +11,14 @@ from hypothesis import strategies as st
 from mailtracker.commands import PROPERTIES, interpret, parse_assignments, split_suffix
 from mailtracker.config import TrackerConfig
 from mailtracker.errors import Rejected
-from mailtracker.values import Edit, Incoming, Target, TargetKind
+from mailtracker.values import Edit, Target, TargetKind
+from tests.inspect_db import BLANK as MAIL
 
 BUGS = TrackerConfig(name="bugs", address="bugs@example.org", title="Example bugs")
 FIXED = replace(BUGS, labels=("crash", "ui"))
 NEW = Target("bugs", TargetKind.NEW_ISSUE)
 REPLY = Target("bugs", TargetKind.ISSUE, 1)
 USERS = {"bob@example.org", "carol@example.org"}
-MAIL = Incoming(
-    raw=b"",
-    message_id="m@x",
-    in_reply_to=(),
-    references=(),
-    from_addr="a@x",
-    from_name="",
-    to=(),
-    cc=(),
-    subject="",
-    date="",
-    text="",
-    html=None,
-    attachments=(),
-)
 
 
 def run(

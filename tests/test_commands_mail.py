@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from email import message_from_bytes, policy
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from mailtracker import store as queries
 from mailtracker.config import Config
-from mailtracker.models import HeldMail, Message, Outbox
+from mailtracker.models import HeldMail, Message
 from mailtracker.serve import Gateway
 from mailtracker.store import Store
-from mailtracker.views import find_issue, issue_json
 from tests.conftest import MESSAGES
 from tests.harness import running_gateway, send
+from tests.inspect_db import outbox, show
 
 
 @pytest.fixture
@@ -35,18 +34,6 @@ def gateway(store: Store, config: Config) -> Iterator[Gateway]:
 def mail(gateway: Gateway, name: str, rcpt: str = "bugs@example.org") -> tuple[int, str]:
     code, text = send(gateway.port, (MESSAGES / name).read_bytes(), [rcpt])
     return code, text.decode()
-
-
-def show(store: Store, number: int = 1) -> dict[str, Any]:
-    with store.read() as session:
-        issue = find_issue(session, "bugs", number)
-        assert issue is not None
-        return issue_json(session, issue, full=True)
-
-
-def outbox(store: Store) -> list[Outbox]:
-    with store.read() as session:
-        return list(session.scalars(select(Outbox).order_by(Outbox.id)))
 
 
 def test_developer_opens_an_issue_with_properties(gateway: Gateway, store: Store) -> None:

@@ -14,27 +14,12 @@ from mailtracker.config import TrackerConfig
 from mailtracker.errors import Rejected
 from mailtracker.route import route, thread_ids
 from mailtracker.subject import clean_title, find_tag, strip_prefixes
-from mailtracker.values import Incoming, TargetKind
+from mailtracker.values import TargetKind
+from tests.inspect_db import BLANK
 
 BUGS = TrackerConfig(name="bugs", address="bugs@example.org", title="Example bugs")
 DOCS = TrackerConfig(name="docs", address="docs@example.org", title="Docs", subject_tag="doc")
 TRACKERS = (BUGS, DOCS)
-
-BLANK = Incoming(
-    raw=b"",
-    message_id="m@x",
-    in_reply_to=(),
-    references=(),
-    from_addr="a@x",
-    from_name="",
-    to=(),
-    cc=(),
-    subject="",
-    date="",
-    text="",
-    html=None,
-    attachments=(),
-)
 
 
 class FakeLookup:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 from email import message_from_bytes, policy
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mailtracker.config import Config
 from mailtracker.models import Attachment, Issue, Message, Outbox
 from mailtracker.pipeline import Outcome, process
 from mailtracker.store import Store
 from mailtracker.values import Envelope
-from mailtracker.views import find_issue, issue_json
 from tests.conftest import MESSAGES
+from tests.inspect_db import count, outbox, show
 
 
 def deliver(
@@ -25,23 +25,6 @@ def deliver(
 ) -> Outcome:
     raw = (MESSAGES / name).read_bytes()
     return process(store, config, raw, Envelope(sender, (rcpt,)))
-
-
-def count(store: Store, model: type) -> int:
-    with store.read() as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def show(store: Store, number: int, tracker: str = "bugs") -> dict:
-    with store.read() as session:
-        issue = find_issue(session, tracker, number)
-        assert issue is not None
-        return issue_json(session, issue, full=True)
-
-
-def outbox(store: Store) -> list[Outbox]:
-    with store.read() as session:
-        return list(session.scalars(select(Outbox).order_by(Outbox.id)))
 
 
 def test_new_issue_takes_author_and_cc_into_nosy(store: Store, config: Config) -> None:
