@@ -24,7 +24,7 @@ from mailtracker.values import Envelope
 
 __all__ = ["import_path", "ingest", "list_issues", "show_issue", "user_add", "user_list"]
 
-EX_OK, EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL = 0, 65, 66, 75
+EX_OK, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL = 0, 65, 66, 70, 75
 
 
 def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | None) -> int:
@@ -207,8 +207,11 @@ def user_add_address(store: Store, email: str, new_address: str) -> int:
         if user is not None and taken is None:
             session.add(Address(user_id=user.id, email=new_address.lower()))
     if user is None or taken is not None:
-        problem = f"no user has the address {email}" if user is None else (
-            f"{new_address.lower()} already belongs to {taken.email if taken else ''}")
+        problem = (
+            f"no user has the address {email}"
+            if user is None
+            else (f"{new_address.lower()} already belongs to {taken.email if taken else ''}")
+        )
         print(f"mailtracker: {problem}", file=sys.stderr)
         return EX_DATAERR
     print(f"{new_address.lower()} added to {user.email}")
@@ -220,13 +223,23 @@ def moderation_list(store: Store, as_json: bool) -> int:
     from mailtracker.views import iso
 
     with store.read() as session:
-        data = [{"id": h.id, "sender": h.sender, "subject": h.subject, "to": h.rcpt,
-                 "received": iso(h.created_at)} for h in held_mail(session)]
+        data = [
+            {
+                "id": h.id,
+                "sender": h.sender,
+                "subject": h.subject,
+                "to": h.rcpt,
+                "received": iso(h.created_at),
+            }
+            for h in held_mail(session)
+        ]
     if as_json:
         _print_json(data)
     else:
-        _table(["ID", "RECEIVED", "FROM", "TO", "SUBJECT"],
-               [[str(d[k]) for k in ("id", "received", "sender", "to", "subject")] for d in data])
+        _table(
+            ["ID", "RECEIVED", "FROM", "TO", "SUBJECT"],
+            [[str(d[k]) for k in ("id", "received", "sender", "to", "subject")] for d in data],
+        )
     return EX_OK
 
 
@@ -242,6 +255,75 @@ def moderation_decide(store: Store, config: Config, held_id: int, approve: bool)
     outcome = moderation.approve(store, config, held_id)
     print(f"held mail {held_id}: {outcome.reply}")
     return outcome.exit_code
+
+
+def quarantine_list(store: Store, include_done: bool, as_json: bool) -> int:
+    from mailtracker import quarantine
+    from mailtracker.views import iso
+
+    data = [
+        {
+            "id": e.id,
+            "message_id": e.message_id,
+            "received": iso(e.created_at),
+            "status": e.status,
+            "error": e.error.strip().splitlines()[-1],
+            "outcome": e.outcome,
+        }
+        for e in quarantine.entries(store, include_done)
+    ]
+    if as_json:
+        _print_json(data)
+    else:
+        _table(
+            ["ID", "RECEIVED", "STATUS", "MESSAGE-ID", "ERROR"],
+            [
+                [str(d[k]) for k in ("id", "received", "status", "message_id", "error")]
+                for d in data
+            ],
+        )
+    return EX_OK
+
+
+def quarantine_show(store: Store, quarantine_id: int) -> int:
+    from mailtracker import quarantine
+
+    found = quarantine.entry(store, quarantine_id)
+    if found is None:
+        print(f"mailtracker: there is no quarantined mail {quarantine_id}", file=sys.stderr)
+        return EX_DATAERR
+    print(
+        f"quarantine {found.id}: <{found.message_id}> from <{found.mail_from}> "
+        f"to {', '.join(found.rcpt_tos)}, {found.status}"
+    )
+    if found.outcome:
+        print(f"last retry: {found.outcome}")
+    print(found.error.rstrip())
+    print("--- the mail ---")
+    print(found.raw.decode("utf-8", "replace"))
+    return EX_OK
+
+
+def quarantine_retry(store: Store, config: Config, quarantine_id: int) -> int:
+    """Run the mail again; it leaves the list once it is stored or refused for good."""
+    from mailtracker import quarantine
+    from mailtracker.pipeline import process
+
+    found = quarantine.entry(store, quarantine_id)
+    if found is None or found.status == "done":
+        why = "there is no" if found is None else "already retried:"
+        print(f"mailtracker: {why} quarantined mail {quarantine_id}", file=sys.stderr)
+        return EX_DATAERR
+    try:
+        outcome = process(store, config, found.raw, found.envelope, keep_failures=False)
+    except Exception as exc:
+        quarantine.record_retry(store, quarantine_id, f"failed again: {exc!r}", done=False)
+        print(f"quarantine {quarantine_id} failed again: {exc!r}", file=sys.stderr)
+        return EX_SOFTWARE
+    final = not outcome.reply.startswith("4")
+    quarantine.record_retry(store, quarantine_id, outcome.reply, done=final)
+    print(f"quarantine {quarantine_id}: {outcome.reply}")
+    return EX_OK if final else EX_TEMPFAIL
 
 
 def user_list(store: Store, as_json: bool) -> int:

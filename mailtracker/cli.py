@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     _user_parsers(sub, common)
     _moderation_parsers(sub, common)
+    _quarantine_parsers(sub, common)
     outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--all", action="store_true", help="include mail already sent")
@@ -88,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     _add(db_sub, common, "upgrade", "apply schema migrations", _db_upgrade)
     return parser
+
+
+def _quarantine_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    q = sub.add_parser("quarantine", parents=[common], help="mail that tripped a bug")
+    q_sub = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
+    listing = _add(q_sub, common, "list", "list quarantined mail", _quarantine_list)
+    listing.add_argument("--all", action="store_true", help="include mail retried already")
+    listing.add_argument("--json", action="store_true")
+    show = _add(q_sub, common, "show", "the error and the mail", _quarantine_show)
+    show.add_argument("id", type=int)
+    retry = _add(q_sub, common, "retry", "run a quarantined mail again", _quarantine_retry)
+    retry.add_argument("id", type=int)
 
 
 def _add(
@@ -112,8 +125,9 @@ def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     role = _add(user_sub, common, "set-role", "change a user's role", _user_set_role)
     role.add_argument("email")
     role.add_argument("role", choices=("admin", "developer", "user"))
-    address = _add(user_sub, common, "add-address", "give a user another address",
-                   _user_add_address)
+    address = _add(
+        user_sub, common, "add-address", "give a user another address", _user_add_address
+    )
     address.add_argument("email", help="an address the user has")
     address.add_argument("new_address")
 
@@ -123,8 +137,10 @@ def _moderation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     mod_sub = mod.add_subparsers(dest="moderation_command", metavar="ACTION", required=True)
     listing = _add(mod_sub, common, "list", "list held mail", _moderation_list)
     listing.add_argument("--json", action="store_true")
-    for name, text in (("approve", "accept a held mail and register its sender"),
-                       ("reject", "discard a held mail")):
+    for name, text in (
+        ("approve", "accept a held mail and register its sender"),
+        ("reject", "discard a held mail"),
+    ):
         action = _add(mod_sub, common, name, text, _moderation_decide)
         action.add_argument("id", type=int)
 
@@ -208,6 +224,24 @@ def _moderation_decide(args: argparse.Namespace, config: Config) -> int:
     return moderation_decide(_open_store(config), config, args.id, approve)
 
 
+def _quarantine_list(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import quarantine_list
+
+    return quarantine_list(_open_store(config), args.all, args.json)
+
+
+def _quarantine_show(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import quarantine_show
+
+    return quarantine_show(_open_store(config), args.id)
+
+
+def _quarantine_retry(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import quarantine_retry
+
+    return quarantine_retry(_open_store(config), config, args.id)
+
+
 def _outbox(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import show_outbox
 
@@ -215,9 +249,9 @@ def _outbox(args: argparse.Namespace, config: Config) -> int:
 
 
 def _deliver(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.deliver import deliver_due
+    from mailtracker.deliver import deliver_all_now
 
-    report = deliver_due(_open_store(config), config, force=True)
+    report = deliver_all_now(_open_store(config), config)
     print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
     return 0
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from mailtracker.config import Config
@@ -42,6 +42,7 @@ __all__ = [
     "DeliveryReport",
     "OutboxView",
     "backoff",
+    "deliver_all_now",
     "deliver_due",
     "outbox_rows",
     "run_worker",
@@ -109,6 +110,16 @@ def deliver_due(
     if not claims:
         return DeliveryReport()
     return _send_batch(store, chosen, claims, clock, cancelled or (lambda: False))
+
+
+def deliver_all_now(store: Store, config: Config) -> DeliveryReport:
+    """``mailtracker deliver --once``: try every queued mail once, whatever its backoff or
+    lease says (after a crash, rows a dead worker had claimed need not wait their lease)."""
+    with store.read() as session:
+        queued = session.scalar(select(func.count()).where(Outbox.status == "queued")) or 0
+    if not queued:
+        return DeliveryReport()
+    return deliver_due(store, config, force=True, limit=int(queued))
 
 
 def _claim(store: Store, now: datetime, force: bool, limit: int) -> list[_Claim]:

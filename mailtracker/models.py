@@ -41,6 +41,7 @@ __all__ = [
     "MessageRef",
     "Nosy",
     "Outbox",
+    "Quarantined",
     "Tracker",
     "User",
     "utcnow",
@@ -235,6 +236,23 @@ class ControlMail(Base):
     message_id: Mapped[str] = mapped_column(String(998))
     action: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Quarantined(Base):
+    """A mail that made the pipeline fail unexpectedly: kept whole, answered 250, re-run by
+    ``mailtracker quarantine retry`` after the fix (ARCHITECTURE rule 1)."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="held", index=True)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    retried_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Outbox(Base):

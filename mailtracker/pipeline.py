@@ -9,13 +9,14 @@ the only module that maps the ``errors`` tree to replies and exit codes.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailtracker import control
+from mailtracker import control, quarantine
 from mailtracker import store as queries
 from mailtracker.addresses import Recipient, classify
 from mailtracker.authenticate import authenticate
@@ -64,9 +65,18 @@ class Outcome:
 
 
 def process(
-    store: Store, config: Config, raw: bytes, envelope: Envelope, *, notify: bool = True
+    store: Store,
+    config: Config,
+    raw: bytes,
+    envelope: Envelope,
+    *,
+    notify: bool = True,
+    keep_failures: bool = True,
 ) -> Outcome:
-    """Run one mail through every stage; never raises for anything about the mail."""
+    """Run one mail through every stage; never raises for anything about the mail.
+
+    An unexpected error puts the mail in quarantine (250); with ``keep_failures=False``
+    (a quarantine retry) it propagates instead, so the mail is not quarantined twice."""
     message_id = "<unparsed>"
     try:
         _check_size(raw, config)
@@ -76,12 +86,28 @@ def process(
         results, approved = _store_with_retries(store, config, incoming, envelope, targets, notify)
     except MailError as exc:
         return _refusal(exc, message_id)
-    except Exception as exc:  # a bug must not drop the connection: the MTA retries
-        log.exception("<%s> failed unexpectedly; answered 451, nothing stored", message_id)
-        return _refusal(TempFailure(f"internal error ({type(exc).__name__})"), message_id)
+    except Exception:  # a bug: keep the mail, never drop the connection
+        if not keep_failures:
+            raise
+        return _quarantine(store, raw, envelope, message_id, traceback.format_exc())
     for held in approved:
         results.append(_run_approved(store, config, held))
     return _success(message_id, results)
+
+
+def _quarantine(
+    store: Store, raw: bytes, envelope: Envelope, message_id: str, error: str
+) -> Outcome:
+    """Keep the mail that tripped a bug; 451 only if even that cannot be written."""
+    try:
+        number = quarantine.keep(store, raw, envelope, message_id, error)
+    except Exception:
+        log.exception("<%s> failed, and could not be quarantined; answered 451", message_id)
+        return _refusal(TempFailure("internal error; nothing was stored"), message_id)
+    log.error("<%s> failed unexpectedly; kept in quarantine as %d:\n%s", message_id, number, error)
+    return Outcome(
+        _reply(250, "2.0.0", f"Ok: kept for the administrators (quarantine {number})"), EX_OK
+    )
 
 
 def _success(message_id: str, results: list[Result]) -> Outcome:
