@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mailtracker.config import TrackerConfig
 from mailtracker.errors import Rejected
+from mailtracker.quotes import visible_text
 from mailtracker.subject import clean_title
 from mailtracker.values import Commands, Edit, Incoming, Target, TargetKind
 
@@ -50,7 +51,9 @@ def interpret(
     title = ""
     if target.kind is TargetKind.NEW_ISSUE:
         title = clean_title(subject, tracker.subject_tag)
-    return Commands(title=title, comment=comment, changes=tuple(edits))
+    return Commands(
+        title=title, comment=comment, changes=tuple(edits), visible=visible_text(comment)
+    )
 
 
 def split_suffix(subject: str) -> tuple[str, str | None]:

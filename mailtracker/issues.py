@@ -170,6 +170,7 @@ def _store_message(
         in_reply_to=" ".join(incoming.in_reply_to),
         references=" ".join(incoming.references),
         body=commands.comment,
+        visible=commands.visible,
         is_comment=bool(commands.comment.strip()) or not commands.changes,
         quiet=sender.quiet,
         raw=incoming.raw,

@@ -230,7 +230,7 @@ def _store_one(
             tracker,
             config.smtp.hostname,
             cause_id=incoming.message_id,
-            comment=commands.comment,
+            comment=commands.visible,
             attachments=incoming.attachments,
         )
     log.info(

@@ -113,11 +113,13 @@ class Edit:
 @dataclass(frozen=True)
 class Commands:
     """Property changes asked for by the mail, already validated; ``comment`` is the text
-    left to store once command lines and the subject suffix are taken out."""
+    left to store once command lines and the subject suffix are taken out, ``visible`` the
+    same without quoted replies and signature (what notifications show)."""
 
     title: str
     comment: str
     changes: tuple[Edit, ...] = ()
+    visible: str = ""
 
 
 @dataclass(frozen=True)

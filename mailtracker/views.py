@@ -132,6 +132,7 @@ def _messages(session: Session, issue_id: int) -> list[dict[str, Any]]:
             "date": m.date,
             "subject": m.subject,
             "body": m.body,
+            "visible": m.visible if m.visible is not None else m.body,
             "attachments": [
                 {
                     "filename": a.filename,

@@ -173,3 +173,17 @@ def test_a_refusal_in_one_tracker_stores_and_sends_nothing(store: Store, config:
     )
     assert outcome.reply.startswith("550 5.6.0 the address docs+5@example.org names issue 5")
     assert (count(store, Message), count(store, Outbox)) == before
+
+
+def test_notifications_show_the_visible_text_only(store: Store, config: Config) -> None:
+    deliver(store, config, "new-issue.eml")
+    deliver(store, config, "reply-with-quote-and-signature.eml", rcpt="bugs+1@example.org")
+    message = show(store)["messages"][-1]
+    assert "> traceback instead of an error message." in message["body"]  # full text kept
+    assert message["visible"] == "Confirmed on 2.3.0 as well."
+    note = message_from_bytes(outbox(store)[0].raw, policy=policy.default)
+    body = note.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Confirmed on 2.3.0 as well." in text
+    assert "traceback instead" not in text and "Bob Builder, QA" not in text
