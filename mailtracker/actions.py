@@ -64,28 +64,58 @@ def _sender(raw: bytes, given: str | None) -> str:
 
 
 def import_path(config: Config, path: Path, tracker: str | None, notify: bool) -> int:
-    """Feed an mbox file or a Maildir through the pipeline, in order, threaded by headers."""
-    from mailtracker.pipeline import process
+    """Feed an mbox file or a Maildir through the pipeline, in order, threaded by headers.
 
+    Re-running it changes nothing (every mail is a duplicate the second time)."""
     if not path.exists():
         print(f"mailtracker: {path}: no such file or folder", file=sys.stderr)
         return EX_NOINPUT
-    address = config.tracker(tracker).address if tracker else config.trackers[0].address
+    names = [t.name for t in config.trackers]
+    if tracker is not None and tracker not in names:
+        print(
+            f"mailtracker: no tracker '{tracker}'; there are: {', '.join(names)}", file=sys.stderr
+        )
+        return EX_DATAERR
+    address = config.tracker(tracker or names[0]).address
     store = Store.open(config)
-    counts: Counter[str] = Counter()
     try:
-        for i, raw in enumerate(_messages(path), 1):
-            sender = _sender(raw, None)
-            outcome = process(store, config, raw, Envelope(sender, (address,)), notify=notify)
-            counts[_verdict(outcome.reply)] += 1
-            if not outcome.accepted:
-                print(f"message {i}: {outcome.reply}", file=sys.stderr)
-            if i % 100 == 0:
-                print(f"... {i} messages", file=sys.stderr)
+        counts = _import_all(store, config, path, address, notify)
     finally:
         store.close()
     print(", ".join(f"{v}: {n}" for v, n in sorted(counts.items())) or "no messages")
     return EX_OK if counts["refused"] == counts["deferred"] == 0 else EX_DATAERR
+
+
+def _import_all(
+    store: Store, config: Config, path: Path, address: str, notify: bool
+) -> Counter[str]:
+    from mailtracker.pipeline import process
+
+    counts: Counter[str] = Counter()
+    total, messages = _messages(path)
+    for i, raw in enumerate(messages, 1):
+        envelope = Envelope(_sender(raw, None), (address,))
+        outcome = process(store, config, raw, envelope, notify=notify)
+        counts[_verdict(outcome.reply)] += 1
+        if not outcome.accepted:
+            print(f"\rmessage {i}: {outcome.reply}", file=sys.stderr)
+        _progress(i, total)
+    return counts
+
+
+def _progress(done: int, total: int) -> None:
+    """A bar on a terminal; a line every 100 messages in a log."""
+    if sys.stderr.isatty():
+        filled = 30 * done // max(total, 1)
+        end = "\n" if done == total else ""
+        print(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+    elif done % 100 == 0 or done == total:
+        print(f"... {done}/{total} messages", file=sys.stderr)
 
 
 def _verdict(reply: str) -> str:
@@ -96,15 +126,16 @@ def _verdict(reply: str) -> str:
     return "deferred" if reply.startswith("4") else "refused"
 
 
-def _messages(path: Path) -> Iterator[bytes]:
+def _messages(path: Path) -> tuple[int, Iterator[bytes]]:
+    """How many messages, and the messages in order: an mbox as stored, a Maildir by
+    delivery time (its unique file names start with it)."""
+    box: mailbox.Mailbox[Any]
     if path.is_dir():
-        box: mailbox.Mailbox[Any] = mailbox.Maildir(str(path), factory=None, create=False)
-        keys = sorted(box.keys())  # unique names start with the delivery time
+        box = mailbox.Maildir(str(path), factory=None, create=False)
     else:
         box = mailbox.mbox(str(path), create=False)
-        keys = list(box.keys())
-    for key in keys:
-        yield box.get_bytes(key)
+    keys = sorted(box.keys()) if path.is_dir() else list(box.keys())
+    return len(keys), (box.get_bytes(key) for key in keys)
 
 
 def list_issues(
@@ -324,6 +355,60 @@ def quarantine_retry(store: Store, config: Config, quarantine_id: int) -> int:
     quarantine.record_retry(store, quarantine_id, outcome.reply, done=final)
     print(f"quarantine {quarantine_id}: {outcome.reply}")
     return EX_OK if final else EX_TEMPFAIL
+
+
+def bounces_list(store: Store, as_json: bool) -> int:
+    from sqlalchemy import select
+
+    from mailtracker.models import Bounce, BounceScore
+    from mailtracker.views import iso
+
+    with store.read() as session:
+        scores = list(session.scalars(select(BounceScore).order_by(BounceScore.address)))
+        last = {b.address: b for b in session.scalars(select(Bounce).order_by(Bounce.id))}
+        data: list[dict[str, Any]] = [
+            {
+                "address": s.address,
+                "score": s.score,
+                "disabled": s.disabled_at is not None,
+                "last_bounce": iso(s.last_bounce_at),
+                "status": last[s.address].status if s.address in last else "",
+                "diagnostic": last[s.address].diagnostic if s.address in last else "",
+            }
+            for s in scores
+        ]
+    if as_json:
+        _print_json(data)
+    else:
+        _table(
+            ["ADDRESS", "SCORE", "DISABLED", "LAST BOUNCE", "STATUS", "DIAGNOSTIC"],
+            [
+                [
+                    d["address"],
+                    str(d["score"]),
+                    "yes" if d["disabled"] else "no",
+                    str(d["last_bounce"]),
+                    d["status"],
+                    d["diagnostic"][:50],
+                ]
+                for d in data
+            ],
+        )
+    return EX_OK
+
+
+def bounces_reset(store: Store, address: str) -> int:
+    from mailtracker.models import BounceScore
+
+    with store.write() as session:
+        score = session.get(BounceScore, address.lower())
+        if score is not None:
+            session.delete(score)
+    if score is None:
+        print(f"mailtracker: {address.lower()} has no bounce score", file=sys.stderr)
+        return EX_DATAERR
+    print(f"{address.lower()}: score cleared, mailed again")
+    return EX_OK
 
 
 def user_list(store: Store, as_json: bool) -> int:

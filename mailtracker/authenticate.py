@@ -1,22 +1,18 @@
 """Authenticate: who wrote the mail, how far we trust it, and whether it may cause mail.
 
-Today the sender is the From address (Roundup's behaviour); the trust evidence (DKIM,
-Authentication-Results, reply tokens) plugs in here and only here. This stage also kills
+The sender is the From address; ``trust.py`` then weighs the evidence that it is true
+(DKIM, Authentication-Results, reply tokens). This stage also kills
 loops (ARCHITECTURE rule 6): our own notifications coming back are ignored, and mail that
 is auto-submitted (RFC 3834), bulk, or a bounce is stored but never answered.
 """
 
 from __future__ import annotations
 
-import logging
-
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.errors import Ignored, Rejected
 from mailtracker.values import Envelope, Incoming, Sender
 
-__all__ = ["LOOP_HEADER", "authenticate", "is_quiet", "require_verified"]
-
-log = logging.getLogger(__name__)
+__all__ = ["LOOP_HEADER", "authenticate", "is_quiet"]
 
 LOOP_HEADER = "X-Mailtracker-Loop"
 _BULK_PRECEDENCE = ("bulk", "junk")
@@ -37,19 +33,6 @@ def authenticate(
         )
     quiet = is_quiet(incoming, envelope) or address in ours
     return Sender(address=address, name=incoming.from_name, quiet=quiet)
-
-
-def require_verified(sender: Sender, tracker: TrackerConfig, has_edits: bool) -> None:
-    """The one place that refuses commands from senders we could not verify.
-
-    No verification evidence is gathered yet (DKIM, Authentication-Results and reply tokens
-    arrive with the trust work, issue #5), so ``verify_senders`` cannot be honoured and the
-    From header is trusted, as Roundup does; this is the seam where that check lands.
-    """
-    if sender.verified or not has_edits or tracker.verify_senders == "off":
-        return
-    log.debug("%s: commands from an unverified sender accepted (no verification yet)",
-              sender.address)
 
 
 def is_quiet(incoming: Incoming, envelope: Envelope) -> bool:

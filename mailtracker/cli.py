@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _user_parsers(sub, common)
     _moderation_parsers(sub, common)
     _quarantine_parsers(sub, common)
+    _bounce_parsers(sub, common)
     outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--all", action="store_true", help="include mail already sent")
@@ -101,6 +102,17 @@ def _quarantine_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("id", type=int)
     retry = _add(q_sub, common, "retry", "run a quarantined mail again", _quarantine_retry)
     retry.add_argument("id", type=int)
+
+
+def _bounce_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    b = sub.add_parser("bounces", parents=[common], help="addresses whose mail bounces")
+    b_sub = b.add_subparsers(dest="bounces_command", metavar="ACTION", required=True)
+    listing = _add(b_sub, common, "list", "addresses and their bounce scores", _bounces_list)
+    listing.add_argument("--json", action="store_true")
+    reset = _add(
+        b_sub, common, "reset", "clear an address's score and mail it again", _bounces_reset
+    )
+    reset.add_argument("address")
 
 
 def _add(
@@ -240,6 +252,18 @@ def _quarantine_retry(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import quarantine_retry
 
     return quarantine_retry(_open_store(config), config, args.id)
+
+
+def _bounces_list(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import bounces_list
+
+    return bounces_list(_open_store(config), args.json)
+
+
+def _bounces_reset(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import bounces_reset
+
+    return bounces_reset(_open_store(config), args.address)
 
 
 def _outbox(args: argparse.Namespace, config: Config) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,12 @@ class SmtpConfig:
     listen: str = "127.0.0.1:8025"
     hostname: str = "localhost"
     max_message_size: int = 26_214_400
+    tls_cert: str = ""  # STARTTLS (RFC 3207): PEM certificate chain ...
+    tls_key: str = ""  # ... and its unencrypted PEM private key; both or neither
+    require_tls: bool = False  # 530 5.7.0 to MAIL before STARTTLS
+    max_connections: int = 100
+    max_connections_per_ip: int = 10
+    command_timeout: int = 300  # seconds; RFC 5321 4.5.3.2.7 asks for at least 5 minutes
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,11 @@ def _validated(config: Config, base: Path, where: str) -> Config:
     if config.outgoing.smarthost:
         parse_hostport(config.outgoing.smarthost, "outgoing.smarthost", where)
     _check_trackers(config.trackers, where)
+    smtp = config.smtp
+    if bool(smtp.tls_cert) != bool(smtp.tls_key):
+        raise ConfigError(f"{where}: 'smtp.tls_cert' and 'smtp.tls_key' must be set together")
+    if smtp.require_tls and not smtp.tls_cert:
+        raise ConfigError(f"{where}: 'smtp.require_tls' needs 'smtp.tls_cert' and 'smtp.tls_key'")
     return _resolve_paths(config, base, where)
 
 
@@ -308,9 +319,13 @@ def _resolve_paths(config: Config, base: Path, where: str) -> Config:
     key = outgoing.dkim_private_key
     if key and not os.path.isabs(key):
         key = str(base / key)
+    tls = [
+        p if not p or os.path.isabs(p) else str(base / p)
+        for p in (config.smtp.tls_cert, config.smtp.tls_key)
+    ]
     return Config(
         database=DatabaseConfig(url=url),
-        smtp=config.smtp,
+        smtp=replace(config.smtp, tls_cert=tls[0], tls_key=tls[1]),
         outgoing=OutgoingConfig(
             smarthost=outgoing.smarthost,
             maildir=maildir,

@@ -26,7 +26,15 @@ from mailtracker.notify import queue_reply
 from mailtracker.templating import mail_environment
 from mailtracker.values import Envelope, Incoming, Sender
 
-__all__ = ["Result", "held_mail", "help_reply", "hold", "is_help_request", "moderate"]
+__all__ = [
+    "Result",
+    "held_mail",
+    "help_reply",
+    "hold",
+    "is_help_request",
+    "moderate",
+    "record_once",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,7 @@ def is_help_request(recipient: Recipient, incoming: Incoming) -> bool:
     )
 
 
-def _once(session: Session, tracker: TrackerConfig, incoming: Incoming, action: str) -> None:
+def record_once(session: Session, tracker: TrackerConfig, incoming: Incoming, action: str) -> None:
     """Record a control mail; raise ``Duplicate`` if this Message-ID was handled already."""
     row = store.tracker_row(session, tracker.name)
     seen = session.scalar(
@@ -65,7 +73,7 @@ def help_reply(
     session: Session, config: Config, tracker: TrackerConfig, sender: Sender, incoming: Incoming
 ) -> Result:
     """Answer with the mail interface's reference; never to automatic mail."""
-    _once(session, tracker, incoming, "help")
+    record_once(session, tracker, incoming, "help")
     if sender.quiet:
         return Result(None, "help is not sent to automatic mail")
     body = (
@@ -145,7 +153,6 @@ def _tell_admins(session: Session, config: Config, tracker: TrackerConfig, held:
             admin.email,
             f"Held for moderation: {held.subject}",
             body,
-            envelope_from=tracker.bounce_address,
         )
     return len(admins)
 
@@ -161,7 +168,7 @@ def moderate(
 
     Returns the held mail to re-run when approved; the caller runs it after this commit.
     """
-    _once(session, tracker, incoming, recipient.kind)
+    record_once(session, tracker, incoming, recipient.kind)
     user = store.user_by_address(session, sender.address)
     if user is None or user.role != "admin":
         raise NotPermitted(f"only admins of {tracker.title} may moderate mail")

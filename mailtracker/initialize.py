@@ -30,6 +30,17 @@ listen = "127.0.0.1:8025"
 hostname = "localhost"
 # Larger mail is refused with 552 5.3.4 (and announced in EHLO SIZE).
 max_message_size = 26214400
+# STARTTLS (RFC 3207): PEM certificate chain and unencrypted PEM key, both or neither.
+# tls_cert = "tls/fullchain.pem"
+# tls_key = "tls/privkey.pem"
+# Refuse MAIL with 530 5.7.0 until the client has sent STARTTLS (needs tls_cert, tls_key).
+# require_tls = false
+# Connections open at once, in total and from one client address; more get 421.
+# max_connections = 100
+# max_connections_per_ip = 10
+# Seconds a client may stay silent, or take to upload a mail, before 421 (RFC 5321
+# 4.5.3.2.7 asks for at least 5 minutes); storing a mail may take 80 % of it, then 451.
+# command_timeout = 300
 
 [outgoing]
 # Notifications are written to this Maildir (for trying things out) ...

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from mailtracker import permissions, store
 from mailtracker.addresses import classify
-from mailtracker.authenticate import require_verified
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.edits import apply_edits
 from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
 from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
+from mailtracker.trust import require_verified
 from mailtracker.values import Change, Commands, Incoming, Sender, Target, TargetKind
 
 __all__ = ["apply", "thread_root"]
@@ -172,6 +172,8 @@ def _store_message(
         body=commands.comment,
         visible=commands.visible,
         is_comment=bool(commands.comment.strip()) or not commands.changes,
+        verified=sender.verified,
+        evidence=sender.evidence[:400],
         quiet=sender.quiet,
         raw=incoming.raw,
     )
@@ -246,11 +248,13 @@ def _cc_users(
 def _recipients(
     session: Session, issue: Issue, author: User, incoming: Incoming
 ) -> tuple[str, ...]:
-    """The nosy list, less the author and those who got this very mail directly."""
+    """The nosy list, less the author, those who got this very mail directly, and addresses
+    disabled because mail to them bounced."""
     direct = set(incoming.to) | set(incoming.cc)
     nosy = store.users_by_ids(session, store.nosy_user_ids(session, issue.id) - {author.id})
     emails = [u.email for u in nosy if u.email and not _got_it(u, direct)]
-    return tuple(sorted(emails))
+    disabled = store.disabled_addresses(session, emails)
+    return tuple(sorted(e for e in emails if e not in disabled))
 
 
 def _got_it(user: User, direct: set[str]) -> bool:

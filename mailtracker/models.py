@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -32,6 +33,8 @@ __all__ = [
     "Attachment",
     "Base",
     "Blob",
+    "Bounce",
+    "BounceScore",
     "ControlMail",
     "HeldMail",
     "Issue",
@@ -42,6 +45,7 @@ __all__ = [
     "Nosy",
     "Outbox",
     "Quarantined",
+    "SigningKey",
     "Tracker",
     "User",
     "utcnow",
@@ -154,6 +158,8 @@ class Message(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     visible: Mapped[str | None] = mapped_column(Text, nullable=True)
     is_comment: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    evidence: Mapped[str] = mapped_column(String(400), default="", server_default="")
     quiet: Mapped[bool] = mapped_column(Boolean, default=False)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id", lazy="selectin")
@@ -255,6 +261,44 @@ class Quarantined(Base):
     retried_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class Bounce(Base):
+    """A delivery report about our own mail: never a comment, never answered, kept whole."""
+
+    __tablename__ = "bounces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), nullable=True)
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16), default="")
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BounceScore(Base):
+    """How often mail to an address bounced for good; past the threshold it is disabled
+    (kept on nosy lists, but not mailed) until ``mailtracker bounces reset``."""
+
+    __tablename__ = "bounce_scores"
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    last_bounce_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+
+
+class SigningKey(Base):
+    """Secrets for reply-address tokens, kept in the database so every gateway shares them
+    and they survive restarts. Rotation retires the current one; retired keys are still
+    honoured for a grace period, so replies to older notifications keep working."""
+
+    __tablename__ = "signing_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class Outbox(Base):
     """A mail to send, written in the same transaction as the change that caused it."""
 
@@ -266,6 +310,7 @@ class Outbox(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     cause_message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
     envelope_from: Mapped[str] = mapped_column(String(320))
+    verp_token: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     recipient: Mapped[str] = mapped_column(String(320))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), default="queued")

@@ -10,16 +10,18 @@ and Reply-To points at the issue's own address so answers find their way back.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
-from mailtracker import store
+from mailtracker import store, tokens
 from mailtracker.authenticate import LOOP_HEADER
 from mailtracker.config import TrackerConfig
 from mailtracker.models import Issue, Outbox, User, utcnow
@@ -28,11 +30,14 @@ from mailtracker.values import AttachmentData, Change
 
 __all__ = [
     "ATTACH_LIMIT",
+    "Addressee",
     "Notice",
     "OutgoingMail",
     "queue_notifications",
     "queue_reply",
     "render",
+    "verp_address",
+    "verp_token",
 ]
 
 ATTACH_LIMIT = 100 * 1024  # bytes of attachments per message re-sent to every recipient
@@ -64,9 +69,17 @@ class OutgoingMail:
     message_id: str
     recipient: str
     raw: bytes
+    verp_token: str
 
 
-def render(notice: Notice, recipients: tuple[str, ...]) -> list[OutgoingMail]:
+class Addressee(NamedTuple):
+    """One recipient, and the token of their own reply address (``""``: none)."""
+
+    email: str
+    token: str = ""
+
+
+def render(notice: Notice, recipients: Sequence[Addressee]) -> list[OutgoingMail]:
     """One mail per recipient, the shared part rendered once."""
     shared = _shared_part(notice)
     return [_personalise(notice, shared, rcpt) for rcpt in recipients]
@@ -77,7 +90,6 @@ def _shared_part(notice: Notice) -> bytes:
     msg = EmailMessage(policy=_SMTP)
     tracker = notice.tracker
     msg["From"] = Address(_from_name(notice), addr_spec=tracker.address)
-    msg["Reply-To"] = Address(addr_spec=tracker.issue_address(notice.number))
     msg["Subject"] = f"[{tracker.subject_tag}{notice.number}] {notice.title}"
     msg["Date"] = format_datetime(notice.when.replace(tzinfo=UTC))
     msg["In-Reply-To"] = f"<{notice.thread_root}>"
@@ -151,11 +163,33 @@ def _author_line(notice: Notice) -> str:
     return notice.author_email
 
 
-def _personalise(notice: Notice, shared: bytes, recipient: str) -> OutgoingMail:
-    issue = f"{notice.tracker.name}{notice.number}"
-    message_id = f"mt.{secrets.token_hex(10)}.{issue}@{notice.hostname}"
-    head = _SMTP.fold_binary("To", recipient) + _SMTP.fold_binary("Message-ID", f"<{message_id}>")
-    return OutgoingMail(message_id=message_id, recipient=recipient, raw=head + shared)
+def _personalise(notice: Notice, shared: bytes, rcpt: Addressee) -> OutgoingMail:
+    """To, Message-ID and the recipient's own Reply-To (``bugs+42+TOKEN@``) before the
+    shared headers and body."""
+    tracker = notice.tracker
+    message_id = f"mt.{secrets.token_hex(10)}.{tracker.name}{notice.number}@{notice.hostname}"
+    reply_to = tracker.issue_address(notice.number)
+    if rcpt.token:
+        reply_to = reply_to.replace("@", f"+{rcpt.token}@", 1)
+    head = b"".join(
+        _SMTP.fold_binary(name, value)
+        for name, value in (
+            ("To", rcpt.email),
+            ("Message-ID", f"<{message_id}>"),
+            ("Reply-To", f"<{reply_to}>"),
+        )
+    )
+    return OutgoingMail(message_id, rcpt.email, head + shared, verp_token())
+
+
+def verp_token() -> str:
+    """A random token for the envelope sender ``bugs-bounces+TOKEN@``: a bounce sent back
+    to it names the outbox row, hence the recipient, and nobody can guess one."""
+    return secrets.token_hex(8)
+
+
+def verp_address(tracker: TrackerConfig, token: str) -> str:
+    return f"{tracker.local_part}-bounces+{token}@{tracker.domain}"
 
 
 def queue_reply(
@@ -167,15 +201,43 @@ def queue_reply(
     body: str,
     *,
     in_reply_to: str = "",
-    envelope_from: str = "",
 ) -> str:
     """Queue one mail from the tracker itself (help, moderation); returns its Message-ID.
 
-    A response to a sender goes out with a null envelope sender and
-    ``Auto-Submitted: auto-replied`` (RFC 3834 §3.3, §5), so that it can never start a loop.
+    A response to a sender's mail (``in_reply_to``) goes out with a null envelope sender
+    and ``Auto-Submitted: auto-replied`` (RFC 3834 §3.3, §5), so it can never start a
+    loop; other mail from the tracker gets a VERP envelope sender like a notification.
     """
     now = utcnow()
     message_id = f"mt.{secrets.token_hex(10)}.{tracker.name}@{hostname}"
+    raw = _reply_message(tracker, recipient, subject, body, message_id, in_reply_to, now)
+    token = None if in_reply_to else verp_token()
+    row = store.tracker_row(session, tracker.name)
+    session.add(
+        Outbox(
+            tracker_id=row.id,
+            message_id=message_id,
+            recipient=recipient,
+            raw=raw,
+            envelope_from=verp_address(tracker, token) if token else "",
+            verp_token=token,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return message_id
+
+
+def _reply_message(
+    tracker: TrackerConfig,
+    recipient: str,
+    subject: str,
+    body: str,
+    message_id: str,
+    in_reply_to: str,
+    now: datetime,
+) -> bytes:
     msg = EmailMessage(policy=_SMTP)
     msg["From"] = Address(tracker.title, addr_spec=tracker.address)
     msg["To"] = recipient
@@ -188,20 +250,7 @@ def queue_reply(
     msg["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
     msg[LOOP_HEADER] = tracker.address
     msg.set_content(body, charset="utf-8", cte=_cte(body))
-    row = store.tracker_row(session, tracker.name)
-    session.add(
-        Outbox(
-            tracker_id=row.id,
-            message_id=message_id,
-            envelope_from=envelope_from,
-            recipient=recipient,
-            raw=msg.as_bytes(policy=_SMTP),
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    session.flush()
-    return message_id
+    return msg.as_bytes(policy=_SMTP)
 
 
 def queue_notifications(
@@ -218,7 +267,7 @@ def queue_notifications(
     if not change.recipients:
         return 0
     notice = _notice(session, change, tracker, hostname, cause_id, comment, attachments)
-    mails = render(notice, change.recipients)
+    mails = render(notice, _addressees(session, change, tracker))
     row = store.tracker_row(session, tracker.name)
     session.add_all(
         Outbox(
@@ -226,7 +275,8 @@ def queue_notifications(
             issue_id=change.issue_pk,
             message_id=m.message_id,
             cause_message_pk=change.message_pk,
-            envelope_from=tracker.bounce_address,
+            envelope_from=verp_address(tracker, m.verp_token),
+            verp_token=m.verp_token,
             recipient=m.recipient,
             raw=m.raw,
             next_attempt_at=notice.when,
@@ -236,6 +286,13 @@ def queue_notifications(
     )
     session.flush()
     return len(mails)
+
+
+def _addressees(session: Session, change: Change, tracker: TrackerConfig) -> list[Addressee]:
+    """Each recipient with the token that makes their reply verified (tokens.py)."""
+    mint = tokens.minter(session, tracker.name, change.number)
+    owners = store.user_ids_by_address(session, change.recipients)
+    return [Addressee(e, mint(owners[e]) if e in owners else "") for e in change.recipients]
 
 
 def _notice(

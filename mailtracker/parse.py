@@ -95,6 +95,7 @@ def _parse(raw: bytes) -> Incoming:
         auto_submitted=mh.first_token(headers.first_raw("auto-submitted")),
         precedence=headers.first_raw("precedence").lower(),
         loop=tuple(headers.raw("x-mailtracker-loop")),
+        auth_results=tuple(headers.raw("authentication-results")),
         defects=tuple(sorted(headers.defects | _part_defects(parts))),
         synthetic_id=synthetic,
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailtracker import control, quarantine
+from mailtracker import bouncing, control, quarantine, trust
 from mailtracker import store as queries
 from mailtracker.addresses import Recipient, classify
 from mailtracker.authenticate import authenticate
@@ -143,16 +143,19 @@ def _recipients(rcpt_tos: Sequence[str], config: Config) -> list[Recipient]:
     chosen: dict[str, Recipient] = {}
     for address in rcpt_tos:
         found = classify(address, config.trackers)
-        if found is None or found.kind == "bounces":
+        if found is None:
             continue
         current = chosen.get(found.tracker)
-        if current is None or (current.kind == "main" and found.kind == "issue"):
+        if current is None or _RANK[found.kind] > _RANK[current.kind]:
             chosen[found.tracker] = found
     if not chosen:
-        if any(classify(a, config.trackers) for a in rcpt_tos):
-            raise Ignored("delivery report to our bounce address: not processed yet")
         raise UnknownRecipient(f"none of {', '.join(rcpt_tos) or 'the recipients'} is ours")
     return list(chosen.values())
+
+
+# Which address wins when one mail names several of a tracker's: a bounce address is the
+# most specific evidence, then an issue's own address, then the rest.
+_RANK = {"main": 0, "help": 1, "approve": 1, "reject": 1, "issue": 2, "bounces": 3}
 
 
 def _store_with_retries(
@@ -209,12 +212,15 @@ def _store_one(
 ) -> tuple[Result, int | None]:
     """The stages for one tracker, in order: authenticate, route, interpret, apply, notify."""
     tracker = config.tracker(recipient.tracker)
+    if bouncing.looks_like_bounce(incoming, envelope, recipient):
+        return bouncing.record(session, tracker, incoming, recipient), None
     sender = authenticate(incoming, envelope, tracker, config)
     if recipient.kind in ("approve", "reject"):
         result, held = control.moderate(session, tracker, sender, incoming, recipient)
         return result, held.id if held is not None else None
     if control.is_help_request(recipient, incoming):
         return control.help_reply(session, config, tracker, sender, incoming), None
+    sender = trust.establish(session, config, tracker, incoming, recipient, sender)
     lookup = queries.TrackerLookup(session, queries.tracker_row(session, tracker.name).id)
     target = route(incoming, recipient, tracker, lookup)
     commands = interpret(incoming, target, tracker, lookup.user_exists)

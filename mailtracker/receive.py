@@ -1,59 +1,242 @@
-"""Receive: the SMTP edge. aiosmtpd speaks the protocol; this adapter only turns the
-pipeline's ``Outcome`` into SMTP replies.
+"""Receive: the SMTP edge. aiosmtpd speaks the protocol; this adapter turns the pipeline's
+``Outcome`` into SMTP replies and holds the limits that keep one client from taking the
+gateway down.
 
 Unknown recipients are refused at RCPT, before the body travels. The body is processed in
 a bounded thread pool (a sync SQLAlchemy engine, which measured faster than AsyncSession on
 SQLite), so the event loop never blocks, and ``250`` is sent only after the commit.
-aiosmtpd's connection ``timeout`` also runs while ``handle_DATA`` works, so processing is
-bounded below it: past ``PROCESS_TIMEOUT`` the client gets 451 and retries; if the work
-did commit meanwhile, the retry is answered as a duplicate.
+aiosmtpd's connection ``timeout`` (``smtp.command_timeout``) also runs while
+``handle_DATA`` works, so processing is bounded below it: past ``process_timeout()`` the
+client gets 451 and retries; if the work did commit meanwhile, the retry is answered as a
+duplicate.
+
+Edge limits, each against a named abuse:
+
+- connections: ``smtp.max_connections`` in total and ``smtp.max_connections_per_ip`` from
+  one address, counted by ``ConnectionLimits``; one more gets ``421`` and is closed, so a
+  single host cannot hold every slot open for a whole timeout each (slow-loris);
+- ``MAX_RECIPIENTS`` per mail (RFC 5321 4.5.3.1.8 asks for at least 100), then ``452``;
+- ``LINE_LENGTH_LIMIT`` per line, beyond which aiosmtpd answers ``500`` after draining the
+  line, so memory per connection stays bounded;
+- SMTP smuggling: aiosmtpd (since 1.4.5) ends DATA only on ``<CRLF>.<CRLF>``
+  (RFC 5321 4.1.1.4), so commands hidden after ``<LF>.<LF>`` are never run; a mail that
+  still carries such a look-alike end is refused whole (``smuggled_end_of_data``);
+- STARTTLS (RFC 3207) with ``smtp.tls_cert``/``smtp.tls_key``; ``smtp.require_tls``
+  refuses MAIL on a plain connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
-from mailtracker.config import Config
+from mailtracker.config import Config, SmtpConfig
+from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process, refusal_for_recipient
 from mailtracker.store import Store
 from mailtracker.values import Envelope
 
-__all__ = ["MAX_RECIPIENTS", "SMTP_TIMEOUT", "GatewaySMTP", "Handler"]
+__all__ = [
+    "LINE_LENGTH_LIMIT",
+    "MAX_RECIPIENTS",
+    "ConnectionLimits",
+    "GatewaySMTP",
+    "Handler",
+    "process_timeout",
+    "smuggled_end_of_data",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100
-SMTP_TIMEOUT = 300.0
-PROCESS_TIMEOUT = 240.0
-LINE_LENGTH_LIMIT = 65_536  # RFC 5321 says 1000, but real clients send longer lines
+# RFC 5321 4.5.3.1.6 allows 1000 octets per line, but real clients (HTML mail, long
+# headers from list software) send longer lines; 64 KiB still bounds memory per line.
+LINE_LENGTH_LIMIT = 65_536
+# Share of the command timeout that DATA processing may take: the 451 must reach the client
+# before aiosmtpd's timer closes the connection (300 s → 240 s by default).
+PROCESS_SHARE = 0.8
+
+TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address"
+TOO_MANY_IN_TOTAL = "421 4.3.2 Too many connections; try again later"
+SMUGGLING_REFUSAL = (
+    "554 5.5.2 Refused: a '.' line next to a bare CR or LF (RFC 5321 2.3.8; SMTP smuggling)"
+)
+
+# A line holding only "." bounded by any kind of line break. Only <CRLF>.<CRLF> (or a dot
+# line at the very start) is honest; the rest are ends of data to some other server, where
+# a relayed copy would be cut in two and the tail run as a second, forged transaction.
+_DOT_LINE = re.compile(rb"(\r\n|\r|\n|^)\.(?=(\r\n|\r|\n))")
+
+
+def process_timeout(command_timeout: float) -> float:
+    """How long DATA processing may run: below the connection timer, so the client hears
+    451 (and retries) instead of losing the connection without a reply."""
+    return command_timeout * PROCESS_SHARE
+
+
+def smuggled_end_of_data(data: bytes) -> bool:
+    """Whether the (dot-unstuffed) mail holds an end-of-data look-alike such as ``<LF>.<LF>``,
+    ``<CR>.<CR>`` or ``<LF>.<CRLF>``: the SMTP smuggling attack (SEC Consult, 2023)."""
+    for match in _DOT_LINE.finditer(data):
+        if match.group(1) not in (b"\r\n", b"") or match.group(2) != b"\r\n":
+            return True
+    return False
+
+
+def tls_context(smtp: SmtpConfig, where: str) -> ssl.SSLContext | None:
+    """The server-side STARTTLS context, or ``None`` when no certificate is configured.
+
+    Built once at start, so a missing, unreadable or mismatched file stops ``serve`` with
+    one line naming the key, instead of failing every client's handshake later.
+    """
+    if not smtp.tls_cert:
+        return None
+    _check_readable(smtp.tls_cert, "smtp.tls_cert", where)
+    _check_readable(smtp.tls_key, "smtp.tls_key", where)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996 deprecates TLS 1.0 and 1.1
+    try:
+        context.load_verify_locations(cafile=smtp.tls_cert)  # only to tell a bad cert apart
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{where}: 'smtp.tls_cert' {smtp.tls_cert} holds no PEM certificate ({exc.reason})"
+        ) from None
+    _load_key(context, smtp, where)
+    return context
+
+
+def _check_readable(path: str, key: str, where: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{where}: '{key}' cannot read {path}: {exc.strerror}") from None
+
+
+def _load_key(context: ssl.SSLContext, smtp: SmtpConfig, where: str) -> None:
+    def no_password() -> bytes:
+        # Without a callback OpenSSL would prompt on the terminal and hang a daemon.
+        raise ConfigError(f"{where}: 'smtp.tls_key' {smtp.tls_key} is encrypted; decrypt it")
+
+    try:
+        context.load_cert_chain(smtp.tls_cert, smtp.tls_key, password=no_password)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{where}: 'smtp.tls_key' {smtp.tls_key} is not the PEM private key of"
+            f" 'smtp.tls_cert' {smtp.tls_cert} ({exc.reason or exc})"
+        ) from None
+
+
+class ConnectionLimits:
+    """Connections open now, in total and per client address, against the caps.
+
+    One per ``Gateway`` and touched only on its event loop, so plain counters suffice.
+    """
+
+    def __init__(self, total: int, per_ip: int) -> None:
+        self.total = total
+        self.per_ip = per_ip
+        self.open: Counter[str] = Counter()
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``; the 421 reply if it is one too many."""
+        if self.open[ip] >= self.per_ip:
+            return TOO_MANY_FROM_YOU
+        if self.open.total() >= self.total:
+            return TOO_MANY_IN_TOTAL
+        self.open[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.open[ip] -= 1
+        if self.open[ip] <= 0:
+            del self.open[ip]
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's server with RFC 3463 enhanced codes on its own size refusals.
-
-    aiosmtpd answers an over-size mail with a bare ``552 Error: Too much mail data``; MTAs
-    and people read ``552 5.3.4`` better, with the limit in the text.
-    """
+    """aiosmtpd's server with connection limits, RFC 3463 enhanced codes on its own
+    refusals, and a 421 before it closes an idle connection."""
 
     line_length_limit = LINE_LENGTH_LIMIT
 
-    def __init__(self, handler: Handler, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Handler, *, limits: ConnectionLimits | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._limit = kwargs.get("data_size_limit")
+        self._limits = limits
+        self._counted: str | None = None  # the address this connection is counted under
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # aiosmtpd calls this again after STARTTLS on the same connection: count it once.
+        if self._limits is not None and self._counted is None:
+            ip = _peer_ip(transport)
+            refusal = self._limits.admit(ip)
+            if refusal is not None:
+                self._refuse(transport, refusal)
+                return
+            self._counted = ip
+        super().connection_made(transport)
+
+    def _refuse(self, transport: asyncio.BaseTransport, reply: str) -> None:
+        """RFC 5321 3.8: a server that will not serve answers 421, then closes."""
+        log.warning("%s: refused, %s", transport.get_extra_info("peername"), reply)
+        self._refused = True
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:  # aiosmtpd never started on this connection
+            return
+        if self._limits is not None and self._counted is not None:
+            self._limits.release(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd closes silently on timeout (RFC 5321 4.5.3.2.7); a 421 first (3.8) tells
+        the client why, so an MTA retries later instead of guessing (Postfix does the same)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info("%s: idle for %.0f s, closed", self._counted, self._timeout_duration)
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
+        transport.close()  # connection_lost() then cleans up, as in aiosmtpd's own callback
+
+    def restart_timeout(self) -> None:
+        """Give DATA processing the whole command timeout, however long the upload took."""
+        self._reset_timeout()
 
     async def push(self, status: AnyStr) -> None:
+        await super().push(self._enhanced(status))
+
+    def _enhanced(self, status: AnyStr) -> AnyStr:
+        """aiosmtpd's bare replies with RFC 3463 codes, which MTAs and people read better."""
         if isinstance(status, str) and status.startswith("552 Error"):
-            status = f"552 5.3.4 Message too big: this tracker takes at most {self._limit} bytes"
-        await super().push(status)
+            return f"552 5.3.4 Message too big: this tracker takes at most {self._limit} bytes"
+        if isinstance(status, str) and status.startswith("530 Must issue a STARTTLS"):
+            return "530 5.7.0 Must issue a STARTTLS command first"  # RFC 3207 4
+        return status
+
+
+def _peer_ip(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
 
 
 class Handler:
-    """aiosmtpd hooks; all decisions are the pipeline's."""
+    """aiosmtpd hooks; all decisions about mail are the pipeline's."""
 
     def __init__(
         self,
@@ -68,6 +251,15 @@ class Handler:
         self.wake = wake
         self.in_flight = 0
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Drop the AUTH keyword aiosmtpd adds after STARTTLS: this gateway takes no logins
+        and its built-in LOGIN/PLAIN refuse everyone, so an MTA holding credentials for us
+        would fail where it should just send. (The hook must set ``host_name``.)"""
+        session.host_name = hostname
+        return responses[:1] + [r for r in responses[1:] if not r[4:].upper().startswith("AUTH")]
+
     async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
@@ -80,6 +272,11 @@ class Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        if smuggled_end_of_data(envelope.original_content or b""):
+            log.warning("%s: refused a mail with an end-of-data look-alike", session.peer)
+            return SMUGGLING_REFUSAL
+        if isinstance(server, GatewaySMTP):
+            server.restart_timeout()
         self.in_flight += 1
         try:
             outcome = await self._process(envelope)
@@ -94,8 +291,9 @@ class Handler:
         env = Envelope(mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos))
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self.executor, process, self.store, self.config, raw, env)
+        bound = process_timeout(self.config.smtp.command_timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(work), PROCESS_TIMEOUT)
+            return await asyncio.wait_for(asyncio.shield(work), bound)
         except TimeoutError:
-            log.warning("processing took longer than %.0f s; answered 451", PROCESS_TIMEOUT)
+            log.warning("processing took longer than %.0f s; answered 451", bound)
             return Outcome("451 4.3.0 The tracker is too busy; try again later", 75)

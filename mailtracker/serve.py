@@ -1,5 +1,9 @@
 """``mailtracker serve``: the SMTP listener and the delivery worker on one event loop.
 
+The gateway owns the edge's state: the STARTTLS context (built at start, so a bad
+certificate stops ``serve`` with one line) and the connection counts, kept per gateway rather
+than per process so two gateways in one process (tests) never share limits.
+
 SIGTERM (or SIGINT) stops accepting connections, lets the mail being processed finish its
 transaction and its reply, then closes idle connections and exits 0: a mail is never cut
 off between commit and ``250``.
@@ -10,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailtracker.config import Config, parse_hostport
 from mailtracker.deliver import run_worker
-from mailtracker.receive import SMTP_TIMEOUT, GatewaySMTP, Handler
+from mailtracker.receive import ConnectionLimits, GatewaySMTP, Handler, tls_context
 from mailtracker.store import Store
+from mailtracker.transport import transport_for
 
 __all__ = ["DB_THREADS", "Gateway", "serve_forever"]
 
@@ -40,6 +46,10 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._protocols: set[GatewaySMTP] = set()
         self._worker: asyncio.Task[None] | None = None
+        self._tls: ssl.SSLContext | None = None
+        self.limits = ConnectionLimits(
+            config.smtp.max_connections, config.smtp.max_connections_per_ip
+        )
 
     @property
     def port(self) -> int:
@@ -47,6 +57,8 @@ class Gateway:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        transport_for(self.config)  # a bad DKIM key or smarthost stops the start, not later
+        self._tls = tls_context(self.config.smtp, str(self.config.path or "config"))
         loop = asyncio.get_running_loop()
         self.store = await loop.run_in_executor(
             self.executor, lambda: Store.open(self.config, pool_size=DB_THREADS + 1)
@@ -62,13 +74,17 @@ class Gateway:
 
     def _protocol(self) -> GatewaySMTP:
         assert self.handler is not None
+        smtp = self.config.smtp
         proto = GatewaySMTP(
             self.handler,
-            hostname=self.config.smtp.hostname,
+            limits=self.limits,
+            hostname=smtp.hostname,
             ident="mailtracker",
-            data_size_limit=self.config.smtp.max_message_size,
+            data_size_limit=smtp.max_message_size,
             enable_SMTPUTF8=True,
-            timeout=SMTP_TIMEOUT,
+            tls_context=self._tls,
+            require_starttls=smtp.require_tls,  # RFC 3207 4: 530 until STARTTLS
+            timeout=float(smtp.command_timeout),
         )
         self._protocols = {p for p in self._protocols if p.transport is not None}
         self._protocols.add(proto)

@@ -21,7 +21,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtracker.config import Config
-from mailtracker.models import Address, Issue, Message, MessageRef, Nosy, Outbox, Tracker, User
+from mailtracker.models import (
+    Address,
+    BounceScore,
+    Issue,
+    Message,
+    MessageRef,
+    Nosy,
+    Outbox,
+    Tracker,
+    User,
+)
 
 __all__ = ["Store", "make_engine", "upgrade_schema"]
 
@@ -248,6 +258,26 @@ def users_by_ids(session: Session, ids: Iterable[int]) -> list[User]:
     if not wanted:
         return []
     return list(session.scalars(select(User).where(User.id.in_(wanted)).order_by(User.id)))
+
+
+def user_ids_by_address(session: Session, emails: Iterable[str]) -> dict[str, int]:
+    """``{address: user id}`` for those of ``emails`` that belong to a user."""
+    wanted = sorted({e.lower() for e in emails})
+    if not wanted:
+        return {}
+    rows = session.execute(select(Address.email, Address.user_id).where(Address.email.in_(wanted)))
+    return {email: user_id for email, user_id in rows}
+
+
+def disabled_addresses(session: Session, emails: Iterable[str]) -> set[str]:
+    """Those of ``emails`` whose mail bounced too often to be sent any more."""
+    wanted = sorted(set(emails))
+    if not wanted:
+        return set()
+    query = select(BounceScore.address).where(
+        BounceScore.address.in_(wanted), BounceScore.disabled_at.is_not(None)
+    )
+    return set(session.scalars(query))
 
 
 def count_messages(session: Session, issue_id: int) -> int:

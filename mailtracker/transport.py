@@ -11,14 +11,17 @@ from __future__ import annotations
 import mailbox
 import re
 import smtplib
+from functools import lru_cache
 from typing import Protocol
 
-from mailtracker.config import Config, parse_hostport
+from mailtracker.config import Config, OutgoingConfig, parse_hostport
+from mailtracker.dkimsign import Signer
 from mailtracker.errors import ConfigError, MailtrackerError
 
 __all__ = [
     "SMTP_TIMEOUT",
     "MaildirTransport",
+    "SigningTransport",
     "SmtpTransport",
     "Transport",
     "TransportError",
@@ -144,15 +147,48 @@ class MaildirTransport:
 
 
 def transport_for(config: Config) -> Transport:
-    """The transport the configuration names: the smarthost if set, else the Maildir."""
+    """The transport the configuration names: the smarthost if set, else the Maildir;
+    wrapped in DKIM signing when ``dkim_*`` is configured."""
     outgoing = config.outgoing
+    inner: Transport
     if outgoing.smarthost:
         where = str(config.path or "configuration")
         host, port = parse_hostport(outgoing.smarthost, "outgoing.smarthost", where)
-        return SmtpTransport(host, port, config.smtp.hostname)
-    if outgoing.maildir:
-        return MaildirTransport(outgoing.maildir)
-    raise ConfigError("outgoing: set either 'smarthost' or 'maildir'")
+        inner = SmtpTransport(host, port, config.smtp.hostname)
+    elif outgoing.maildir:
+        inner = MaildirTransport(outgoing.maildir)
+    else:
+        raise ConfigError("outgoing: set either 'smarthost' or 'maildir'")
+    signer = _signer(outgoing)
+    return SigningTransport(inner, signer) if signer else inner
+
+
+@lru_cache(maxsize=4)
+def _signer(outgoing: OutgoingConfig) -> Signer | None:
+    """Read the key once per configuration, not on every round of the worker."""
+    return Signer.from_config(outgoing)
+
+
+class SigningTransport:
+    """Signs each mail with DKIM just before it leaves (RFC 6376), outside any database
+    transaction: signing is the slow part of a large fan-out (about 9 ms a mail with RSA)."""
+
+    def __init__(self, inner: Transport, signer: Signer) -> None:
+        self.inner = inner
+        self.signer = signer
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        try:
+            signed = self.signer.sign(raw)
+        except ValueError as exc:
+            raise TransportError(False, f"cannot DKIM-sign this mail: {exc}") from exc
+        self.inner.send(envelope_from, recipient, signed)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _crlf(raw: bytes) -> bytes:

@@ -62,6 +62,7 @@ class Incoming:
     auto_submitted: str = ""
     precedence: str = ""
     loop: tuple[str, ...] = ()
+    auth_results: tuple[str, ...] = ()
     defects: tuple[str, ...] = ()
     synthetic_id: bool = False
 

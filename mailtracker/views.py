@@ -133,6 +133,8 @@ def _messages(session: Session, issue_id: int) -> list[dict[str, Any]]:
             "subject": m.subject,
             "body": m.body,
             "visible": m.visible if m.visible is not None else m.body,
+            "verified": m.verified,
+            "evidence": m.evidence,
             "attachments": [
                 {
                     "filename": a.filename,

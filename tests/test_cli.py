@@ -307,3 +307,21 @@ def test_ingest_keeps_a_null_sender_null(config_file: Path) -> None:
         == 0
     )
     assert main(["outbox", "--json", "-c", c]) == 0  # a bounce-like mail notifies nobody
+
+
+def test_import_maildir(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mailbox
+
+    box = mailbox.Maildir(str(tmp_path / "Maildir"), create=True)
+    for name in ("new-issue.eml", "reply-by-references-only.eml"):
+        box.add((MESSAGES / name).read_bytes())
+    c = str(config_file)
+    assert main(["import", str(tmp_path / "Maildir"), "-c", c]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "imported: 2"
+    assert "... 2/2 messages" in out.err
+    assert main(["import", str(tmp_path / "Maildir"), "--tracker", "nope", "-c", c]) == 65
+    assert "no tracker 'nope'; there are: bugs" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "missing"), "-c", c]) == 66

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,9 +15,17 @@ from mailtracker.config import Config
 from mailtracker.models import HeldMail, Message
 from mailtracker.serve import Gateway
 from mailtracker.store import Store
-from tests.conftest import MESSAGES
+from tests.conftest import MESSAGES, make_config
 from tests.harness import running_gateway, send
 from tests.inspect_db import outbox, show
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Config:
+    """These tests are about the grammar and the permissions, so From is trusted here
+    (``verify_senders = "off"``); what verification adds is tested in test_trust.py."""
+    base = make_config(db_url, tmp_path)
+    return replace(base, trackers=tuple(replace(t, verify_senders="off") for t in base.trackers))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ with a smarthost: a real aiosmtpd sink receives the notification."""
 from __future__ import annotations
 
 import mailbox
+import re
 import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
@@ -68,7 +69,7 @@ def test_reply_from_the_maildir_lands_in_the_same_issue(config: Config) -> None:
         wait_for(lambda: len(maildir_messages(maildir)) == 2)
         note = next(m for m in maildir_messages(maildir) if m["To"] == "alice@example.com")
         reply_to = note["Reply-To"].addresses[0].addr_spec
-        assert reply_to == "bugs+1@example.org"
+        assert re.fullmatch(r"bugs\+1\+\d+-[a-z2-7]{16}@example\.org", reply_to)
         reply = (
             f"From: Alice Example <alice@example.com>\r\nTo: {reply_to}\r\n"
             f"Subject: Re: {note['Subject']}\r\nMessage-ID: <alice-2@example.com>\r\n"
@@ -84,6 +85,9 @@ def test_reply_from_the_maildir_lands_in_the_same_issue(config: Config) -> None:
         "alice@example.com",
     ]
     assert shown["title"] == "Login page crashes on empty password"
+    assert shown["messages"][2]["verified"] is True  # replied through her own token
+    assert shown["messages"][2]["evidence"] == "token:bugs/1"
+    assert shown["messages"][1]["verified"] is False
 
 
 class Sink:
@@ -122,11 +126,13 @@ def test_notifications_reach_a_smarthost(
             ["bugs+1@example.org"],
         )
         wait_for(lambda: len(handler.received) == 2)
-    envelopes = sorted((frm, rcpts) for frm, rcpts, _ in handler.received)
-    assert envelopes == [
-        ("bugs-bounces@example.org", ["alice@example.com"]),
-        ("bugs-bounces@example.org", ["carol@example.net"]),
+    assert sorted(rcpts for _, rcpts, _ in handler.received) == [
+        ["alice@example.com"],
+        ["carol@example.net"],
     ]
+    senders = {frm for frm, _, _ in handler.received}
+    assert len(senders) == 2  # one VERP envelope sender per notification
+    assert all(re.fullmatch(r"bugs-bounces\+[0-9a-f]{16}@example\.org", s) for s in senders)
     raw = handler.received[0][2]
     assert b"I can reproduce this on Firefox as well." in raw
     assert b"Auto-Submitted: auto-generated" in raw

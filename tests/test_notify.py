@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from mailtracker.config import TrackerConfig
-from mailtracker.notify import ATTACH_LIMIT, Notice, render
+from mailtracker.notify import ATTACH_LIMIT, Addressee, Notice, render
 from mailtracker.values import AttachmentData
 
 TRACKER = TrackerConfig(name="bugs", address="bugs@example.org", title="Example bugs")
@@ -45,12 +45,15 @@ def parsed(raw: bytes) -> EmailMessage:
 
 
 def test_headers_follow_the_interface() -> None:
-    mails = render(notice(), ("alice@example.com", "bob@example.com"))
+    mails = render(
+        notice(), (Addressee("alice@example.com", "7-abc"), Addressee("bob@example.com"))
+    )
     assert [m.recipient for m in mails] == ["alice@example.com", "bob@example.com"]
     first = parsed(mails[0].raw)
     assert first["To"] == "alice@example.com"
     assert str(first["From"]) == "Jörg Müller via Example bugs <bugs@example.org>"
-    assert first["Reply-To"] == "bugs+42@example.org"
+    assert first["Reply-To"] == "bugs+42+7-abc@example.org"  # the recipient's own token
+    assert parsed(mails[1].raw)["Reply-To"] == "bugs+42@example.org"
     assert first["Subject"] == "[issue42] Login page crashes on empty password"
     assert first["In-Reply-To"] == "<issue42.bugs@tracker.example.org>"
     assert first["References"] == ("<issue42.bugs@tracker.example.org> <joerg-1@example.de>")
@@ -63,7 +66,7 @@ def test_headers_follow_the_interface() -> None:
 
 
 def test_non_ascii_is_encoded_on_the_wire() -> None:
-    raw = render(notice(), ("alice@example.com",))[0].raw
+    raw = render(notice(), (Addressee("alice@example.com"),))[0].raw
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert head.isascii()
     assert b"=?utf-8?" in head  # RFC 2047 for the display name
@@ -86,7 +89,7 @@ def test_large_attachments_are_listed_not_sent() -> None:
     part = AttachmentData(
         "dump.bin", "application/octet-stream", big, hashlib.sha256(big).hexdigest()
     )
-    message = parsed(render(notice(attachments=(part,)), ("a@example.com",))[0].raw)
+    message = parsed(render(notice(attachments=(part,)), (Addressee("a@example.com"),))[0].raw)
     assert list(message.iter_attachments()) == []
     body = message.get_body(("plain",))
     assert body is not None
@@ -95,7 +98,8 @@ def test_large_attachments_are_listed_not_sent() -> None:
 
 def test_new_issue_and_changes_are_said_above_the_comment() -> None:
     mail = render(
-        notice(created=True, changes=(("status", "new", "resolved"),)), ("a@example.com",)
+        notice(created=True, changes=(("status", "new", "resolved"),)),
+        (Addressee("a@example.com"),),
     )[0]
     body = parsed(mail.raw).get_body(("plain",))
     assert body is not None

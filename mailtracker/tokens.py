@@ -1,0 +1,81 @@
+"""Reply-address tokens: ``bugs+42+TOKEN@`` vouches for the one recipient it was made for.
+
+A token is ``<user id>-<mac>``: the mac is an HMAC-SHA256 over (tracker, issue, user id)
+under a secret kept in the database, cut to 80 bits and written in lower-case base32, since
+MTAs may fold the case of local parts. A mail to a token address from one of that user's
+own addresses is verified; from anyone else it is only that sender's unverified comment,
+so a forwarded notification grants nothing. A token whose mac does not check out is forged
+or damaged and the mail is refused. Keys rotate: a retired key is honoured for
+``GRACE`` so replies to older notifications keep working.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailtracker.models import SigningKey, utcnow
+
+__all__ = ["GRACE", "current_key", "minter", "rotate", "token_user"]
+
+GRACE = timedelta(days=30)
+_MAC_LENGTH = 16
+
+
+def _mac(secret: str, tracker: str, number: int, user_id: int) -> str:
+    message = f"{tracker}\0{number}\0{user_id}".encode()
+    digest = hmac.new(bytes.fromhex(secret), message, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:_MAC_LENGTH]
+
+
+def current_key(session: Session) -> SigningKey:
+    """The key new tokens are made with; the first is created on first use."""
+    key = session.scalar(
+        select(SigningKey).where(SigningKey.retired_at.is_(None)).order_by(SigningKey.id.desc())
+    )
+    if key is None:
+        key = SigningKey(secret=secrets.token_hex(32), created_at=utcnow())
+        session.add(key)
+        session.flush()
+    return key
+
+
+def minter(session: Session, tracker: str, number: int) -> Callable[[int], str]:
+    """Makes the tokens of one issue's notifications: one key lookup for any fan-out."""
+    secret = current_key(session).secret
+    return lambda user_id: f"{user_id}-{_mac(secret, tracker, number, user_id)}"
+
+
+def token_user(session: Session, tracker: str, number: int, token: str) -> int | None:
+    """The user a token was issued to, or ``None`` if it is forged, damaged or expired."""
+    user, _, mac = token.lower().partition("-")
+    if not user.isdigit() or len(mac) != _MAC_LENGTH:
+        return None
+    oldest = utcnow() - GRACE
+    keys = session.scalars(
+        select(SigningKey).where(
+            (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > oldest)
+        )
+    )
+    for key in keys:
+        if hmac.compare_digest(_mac(key.secret, tracker, number, int(user)), mac):
+            return int(user)
+    return None
+
+
+def rotate(session: Session) -> SigningKey:
+    """Retire the current key and make a new one; old tokens work for ``GRACE`` more."""
+    now = utcnow()
+    for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        key.retired_at = now
+    key = SigningKey(secret=secrets.token_hex(32), created_at=now)
+    session.add(key)
+    session.flush()
+    return key
