@@ -12,6 +12,7 @@ import mailbox
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailtracker.config import Config
+from mailtracker.limits import UNLIMITED
 from mailtracker.store import Store
 from mailtracker.values import Envelope
 
@@ -77,6 +79,7 @@ def import_path(config: Config, path: Path, tracker: str | None, notify: bool) -
         )
         return EX_DATAERR
     address = config.tracker(tracker or names[0]).address
+    config = replace(config, limits=UNLIMITED)  # an archive's history is not a flood
     store = Store.open(config)
     try:
         counts = _import_all(store, config, path, address, notify)

@@ -76,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     _moderation_parsers(sub, common)
     _quarantine_parsers(sub, common)
     _bounce_parsers(sub, common)
+    tok = sub.add_parser("tokens", parents=[common], help="reply-address token keys")
+    tok_sub = tok.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    _add(
+        tok_sub,
+        common,
+        "rotate",
+        "new key for reply tokens; old ones work 30 days more",
+        _tokens_rotate,
+    )
     outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--all", action="store_true", help="include mail already sent")
@@ -264,6 +273,18 @@ def _bounces_reset(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import bounces_reset
 
     return bounces_reset(_open_store(config), args.address)
+
+
+def _tokens_rotate(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker import tokens
+
+    with _open_store(config).write() as session:
+        key = tokens.rotate(session)
+        print(
+            f"reply tokens now use key {key.id}; older keys are honoured for "
+            f"{tokens.GRACE.days} more days"
+        )
+    return 0
 
 
 def _outbox(args: argparse.Namespace, config: Config) -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "GithubConfig",
+    "LimitsConfig",
     "LmtpConfig",
     "OutgoingConfig",
     "SmtpConfig",
@@ -87,6 +88,15 @@ class AuthenticationConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Abuse limits per sender; over them the mail is deferred (451), far over them refused."""
+
+    new_issues_per_hour: int = 20
+    messages_per_issue_per_hour: int = 30
+    automatic_per_issue_per_day: int = 5
+
+
+@dataclass(frozen=True)
 class TrackerConfig:
     name: str = "tracker"
     address: str = "tracker@localhost"
@@ -133,6 +143,7 @@ class Config:
     web: WebConfig = WebConfig()
     github: GithubConfig = GithubConfig()
     authentication: AuthenticationConfig = AuthenticationConfig()
+    limits: LimitsConfig = LimitsConfig()
     trackers: tuple[TrackerConfig, ...] = (TrackerConfig(),)
     path: Path | None = None
 
@@ -151,6 +162,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": WebConfig,
     "github": GithubConfig,
     "authentication": AuthenticationConfig,
+    "limits": LimitsConfig,
 }
 
 
@@ -337,6 +349,7 @@ def _resolve_paths(config: Config, base: Path, where: str) -> Config:
         web=config.web,
         github=config.github,
         authentication=config.authentication,
+        limits=config.limits,
         trackers=config.trackers,
         path=config.path,
     )

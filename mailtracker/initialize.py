@@ -65,6 +65,12 @@ base_url = "http://127.0.0.1:8080"
 # Secret of the GitHub webhook (POST /hooks/github); empty: off.
 webhook_secret = ""
 
+[limits]
+# Per sender: over these a person's mail is deferred (451), automatic mail refused (550).
+new_issues_per_hour = 20
+messages_per_issue_per_hour = 30
+automatic_per_issue_per_day = 5
+
 [authentication]
 # Honour Authentication-Results headers added by these hosts only.
 trusted_authserv_ids = []
@@ -109,8 +115,12 @@ def init(directory: str) -> int:
     except ConfigError as exc:
         print(f"mailtracker: {exc}", file=sys.stderr)
         return 78
+    from mailtracker import tokens
     from mailtracker.store import Store
 
-    Store.open(config).close()
+    store = Store.open(config)
+    with store.write() as session:
+        tokens.current_key(session)  # the secret of reply tokens, kept in the database
+    store.close()
     print(f"database ready: {config.database.url}")
     return 0

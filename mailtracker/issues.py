@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailtracker import permissions, store
+from mailtracker import limits, permissions, store
 from mailtracker.addresses import classify
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.edits import apply_edits
@@ -47,9 +47,11 @@ def apply(
     now = utcnow()
     created = target.kind is TargetKind.NEW_ISSUE
     if created:
+        limits.check(session, config.limits, author.id, sender.address, None, sender.quiet)
         issue = _new_issue(session, row.id, tracker, config.smtp.hostname, commands, author, now)
     else:
         issue = _existing_issue(session, row.id, tracker, target)
+        limits.check(session, config.limits, author.id, sender.address, issue.id, sender.quiet)
     require_verified(sender, tracker, bool(commands.changes))
     permissions.check(_actor(author), issue.reporter_id, commands.changes)
     message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)

@@ -108,6 +108,7 @@ class Issue(Base):
     __table_args__ = (
         UniqueConstraint("tracker_id", "number"),
         Index(None, "tracker_id", "status"),
+        Index(None, "reporter_id", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
@@ -144,7 +145,10 @@ class Message(Base):
     """A stored mail. ``message_id`` is unique per tracker: redelivery changes nothing."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("tracker_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("tracker_id", "message_id"),
+        Index(None, "author_id", "received_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"), index=True)

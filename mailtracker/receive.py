@@ -35,7 +35,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mailtracker.config import Config, SmtpConfig
 from mailtracker.errors import ConfigError
@@ -101,14 +101,9 @@ def tls_context(smtp: SmtpConfig, where: str) -> ssl.SSLContext | None:
         return None
     _check_readable(smtp.tls_cert, "smtp.tls_cert", where)
     _check_readable(smtp.tls_key, "smtp.tls_key", where)
+    _check_certificate(smtp.tls_cert, where)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996 deprecates TLS 1.0 and 1.1
-    try:
-        context.load_verify_locations(cafile=smtp.tls_cert)  # only to tell a bad cert apart
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"{where}: 'smtp.tls_cert' {smtp.tls_cert} holds no PEM certificate ({exc.reason})"
-        ) from None
     _load_key(context, smtp, where)
     return context
 
@@ -119,6 +114,17 @@ def _check_readable(path: str, key: str, where: str) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"{where}: '{key}' cannot read {path}: {exc.strerror}") from None
+
+
+def _check_certificate(path: str, where: str) -> None:
+    """OpenSSL blames a bad certificate and a bad key alike ("PEM lib"); reading the
+    certificate alone, into a throw-away context, tells which key to name."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{where}: 'smtp.tls_cert' {path} holds no PEM certificate ({exc.reason})"
+        ) from None
 
 
 def _load_key(context: ssl.SSLContext, smtp: SmtpConfig, where: str) -> None:
@@ -209,7 +215,7 @@ class GatewaySMTP(SMTP):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        log.info("%s: idle for %.0f s, closed", self._counted, self._timeout_duration)
+        log.info("%s: past the command timeout, closed", transport.get_extra_info("peername"))
         if isinstance(transport, asyncio.WriteTransport):
             transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
         transport.close()  # connection_lost() then cleans up, as in aiosmtpd's own callback
@@ -260,6 +266,16 @@ class Handler:
         session.host_name = hostname
         return responses[:1] + [r for r in responses[1:] if not r[4:].upper().startswith("AUTH")]
 
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed TLS handshake is the client's (scanners, old protocols): one line, not a
+        traceback. Anything else is our bug; RFC 5321 4.2.3's 451 lets the client retry,
+        where aiosmtpd would answer 500 with the exception's text."""
+        if isinstance(error, TLSSetupException):
+            log.info("TLS handshake failed: %s", error.__cause__)
+            return "421 4.7.0 TLS handshake failed"  # not sent: aiosmtpd closes at once
+        log.exception("SMTP session error")
+        return "451 4.3.0 Local error in processing"
+
     async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
@@ -295,5 +311,5 @@ class Handler:
         try:
             return await asyncio.wait_for(asyncio.shield(work), bound)
         except TimeoutError:
-            log.warning("processing took longer than %.0f s; answered 451", bound)
+            log.warning("processing took longer than %g s; answered 451", bound)
             return Outcome("451 4.3.0 The tracker is too busy; try again later", 75)

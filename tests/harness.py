@@ -1,12 +1,23 @@
-"""Real servers on loopback for tests: the gateway in a thread with its own event loop."""
+"""Real servers on loopback for tests: the gateway in a thread with its own event loop,
+a raw SMTP client, and a throw-away TLS certificate."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import smtplib
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mailtracker.config import Config
 from mailtracker.serve import Gateway
@@ -49,8 +60,77 @@ def send(
 
 def free_port() -> int:
     """A port nobody listens on right now (for servers that cannot bind port 0)."""
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class RawSMTP:
+    """A hand-driven SMTP client: the bytes go out exactly as written (smtplib would repair
+    bare line ends and dot-stuff, which is what smuggling and line-length tests must not)."""
+
+    def __init__(self, port: int, source: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout, (source, 0))
+        self.file = self.sock.makefile("rb")
+
+    def reply(self) -> bytes:
+        """One whole reply, continuation lines included; b"" once the server has closed."""
+        lines = [self.file.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(self.file.readline())
+        return b"".join(lines)
+
+    def command(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def rest(self) -> bytes:
+        """Everything the server still says until it closes the connection."""
+        return self.file.read()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def make_certificate(folder: Path, password: bytes | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate for tracker.example.org and 127.0.0.1, and its PEM key
+    (encrypted with ``password`` if given): ``(cert_path, key_path)`` in ``folder``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tracker.example.org")])
+    alt = [x509.DNSName("tracker.example.org"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    crypt: serialization.KeySerializationEncryption = serialization.NoEncryption()
+    if password:
+        crypt = serialization.BestAvailableEncryption(password)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, crypt)
+    key_path.write_bytes(pem)
+    return cert_path, key_path
+
+
+def wait_until_admitted(port: int, timeout: float = 10.0) -> None:
+    """A freed connection slot shows up once the server has seen the close, which happens
+    on its own loop: poll, boundedly, until a new connection is greeted with 220."""
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = RawSMTP(port, timeout=timeout)
+        greeting = raw.reply()
+        raw.close()
+        if greeting.startswith(b"220 ") or time.monotonic() > deadline:
+            assert greeting.startswith(b"220 ")
+            return
+        time.sleep(0.05)

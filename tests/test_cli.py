@@ -325,3 +325,10 @@ def test_import_maildir(
     assert main(["import", str(tmp_path / "Maildir"), "--tracker", "nope", "-c", c]) == 65
     assert "no tracker 'nope'; there are: bugs" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing"), "-c", c]) == 66
+
+
+def test_tokens_rotate(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tokens", "rotate", "-c", str(config_file)]) == 0
+    assert main(["tokens", "rotate", "-c", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    assert "reply tokens now use key 2;" in out and "older keys are honoured for 30" in out
