@@ -24,10 +24,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Envelope:
-    """What the MTA told us: the SMTP ``MAIL FROM`` (``""`` for a bounce) and ``RCPT TO``."""
+    """What the MTA told us: the SMTP ``MAIL FROM`` (``""`` for a bounce) and ``RCPT TO``.
+
+    ``vouched`` is set only by an interface that authenticated the sender itself (the REST
+    API's user token): the evidence to record, e.g. ``"api-token"``; mail never sets it.
+    """
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
+    vouched: str = ""
 
 
 @dataclass(frozen=True)
