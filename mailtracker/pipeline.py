@@ -220,7 +220,7 @@ def _store_one(
         return result, held.id if held is not None else None
     if control.is_help_request(recipient, incoming):
         return control.help_reply(session, config, tracker, sender, incoming), None
-    sender = trust.establish(session, config, tracker, incoming, recipient, sender)
+    sender = trust.establish(session, config, tracker, incoming, envelope, recipient, sender)
     lookup = queries.TrackerLookup(session, queries.tracker_row(session, tracker.name).id)
     target = route(incoming, recipient, tracker, lookup)
     commands = interpret(incoming, target, tracker, lookup.user_exists)

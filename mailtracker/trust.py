@@ -30,7 +30,7 @@ from mailtracker.dkimcheck import (
     verify_dkim,
 )
 from mailtracker.errors import NotPermitted, Rejected
-from mailtracker.values import Incoming, Sender
+from mailtracker.values import Envelope, Incoming, Sender
 
 __all__ = ["HOW_TO_VERIFY", "establish", "require_verified", "resolver"]
 
@@ -45,10 +45,13 @@ def establish(
     config: Config,
     tracker: TrackerConfig,
     incoming: Incoming,
+    envelope: Envelope,
     recipient: Recipient,
     sender: Sender,
 ) -> Sender:
     """The sender with its evidence; ``Rejected`` for a forged or damaged reply token."""
+    if envelope.vouched:
+        return replace(sender, verified=True, evidence=envelope.vouched)
     if recipient.token and _token_is_theirs(session, tracker, recipient, sender.address):
         return replace(sender, verified=True, evidence=f"token:{tracker.name}/{recipient.number}")
     domain = sender.address.rpartition("@")[2]
