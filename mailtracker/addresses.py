@@ -1,6 +1,8 @@
 """Our addresses: which tracker a recipient names and what its sub-address asks for.
 
-INTERFACE.md: ``bugs@``, ``bugs+42@``, ``bugs+42+TOKEN@``, ``bugs+help@``, the moderation addresses
+INTERFACE.md: ``bugs@``, ``bugs+42@``, ``bugs+42+TOKEN@``, ``bugs+help@``, the subscription
+addresses ``bugs+subscribe@``, ``bugs+unsubscribe[+TOKEN]@``, ``bugs+confirm+TOKEN@``,
+``bugs+42+subscribe@`` and ``bugs+42+unsubscribe@``, the moderation addresses
 ``bugs+approve+TOKEN@`` / ``bugs+reject+TOKEN@``, and
 ``bugs-bounces[+TOKEN]@``. Anything else is refused at RCPT (550 5.1.1), before the body is
 sent. Local parts and domains compare case-insensitively (RFC 5321 lets us choose; every
@@ -25,8 +27,9 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class Recipient:
     """One envelope recipient we accept.
 
-    ``kind`` is main, issue, help, approve, reject or bounces; ``number`` for issue,
-    ``token`` for a reply token, a moderation token or a bounce token.
+    ``kind`` is main, issue, help, subscribe, unsubscribe, confirm, approve, reject or
+    bounces; ``number`` for an issue's addresses, ``token`` for a reply, confirmation,
+    unsubscribe, moderation or bounce token.
     """
 
     address: str
@@ -65,15 +68,22 @@ def _classify_local(addr: str, local: str, tracker: TrackerConfig) -> Recipient 
         return None
     if not sub:
         return Recipient(addr, tracker.name, "main")
-    if sub == "help":
-        return Recipient(addr, tracker.name, "help")
+    if sub in ("help", "subscribe", "unsubscribe"):
+        return Recipient(addr, tracker.name, sub)
     action, _, token = sub.partition("+")
-    if action in ("approve", "reject"):
+    if action in ("approve", "reject", "confirm", "unsubscribe"):
         ok = _TOKEN.match(token) is not None
         return Recipient(addr, tracker.name, action, token=token) if ok else None
+    return _issue_address(addr, sub, tracker)
+
+
+def _issue_address(addr: str, sub: str, tracker: TrackerConfig) -> Recipient | None:
+    """``42``, ``42+TOKEN`` (a reply token), ``42+subscribe`` or ``42+unsubscribe``."""
     number, plus, token = sub.partition("+")
     if not number.isdigit() or len(number) > 9 or int(number) == 0:
         return None
+    if token in ("subscribe", "unsubscribe"):
+        return Recipient(addr, tracker.name, token, number=int(number))
     if plus and not _TOKEN.match(token):
         return None
     return Recipient(addr, tracker.name, "issue", number=int(number), token=token)

@@ -29,6 +29,7 @@ __all__ = [
     "TrackerConfig",
     "WebConfig",
     "find_config_file",
+    "lmtp_socket_path",
     "load_config",
     "parse_hostport",
 ]
@@ -108,6 +109,7 @@ class TrackerConfig:
     statuses: tuple[str, ...] = ("new", "open", "pending", "resolved", "closed")
     priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")
     labels: tuple[str, ...] = ()
+    digest_time: str = "06:00"  # UTC, when the daily digest leaves
 
     @property
     def local_part(self) -> str:
@@ -267,12 +269,34 @@ def parse_hostport(value: str, name: str, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def lmtp_socket_path(listen: str) -> str | None:
+    """The unix socket path ``lmtp.listen`` names, or ``None`` for ``HOST:PORT`` (or off)."""
+    if not listen or (":" in listen and "/" not in listen):
+        return None
+    return listen
+
+
+# sun_path holds 108 bytes on Linux, the terminating NUL included (unix(7)).
+_MAX_SOCKET_PATH = 107
+
+
+def _check_lmtp(listen: str, where: str) -> None:
+    path = lmtp_socket_path(listen)
+    if path is None:
+        if listen:
+            parse_hostport(listen, "lmtp.listen", where)
+    elif len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"{where}: 'lmtp.listen' must be HOST:PORT or a socket path of at most"
+            f" {_MAX_SOCKET_PATH} bytes, not {listen!r}"
+        )
+
+
 def _validated(config: Config, base: Path, where: str) -> Config:
     parse_hostport(config.smtp.listen, "smtp.listen", where)
     if config.web.listen:
         parse_hostport(config.web.listen, "web.listen", where)
-    if config.lmtp.listen and ":" in config.lmtp.listen and "/" not in config.lmtp.listen:
-        parse_hostport(config.lmtp.listen, "lmtp.listen", where)
+    _check_lmtp(config.lmtp.listen, where)
     if config.outgoing.smarthost:
         parse_hostport(config.outgoing.smarthost, "outgoing.smarthost", where)
     _check_trackers(config.trackers, where)
@@ -297,6 +321,10 @@ def _check_trackers(trackers: tuple[TrackerConfig, ...], where: str) -> None:
             raise ConfigError(f"{where}: '{key}.subject_tag' must be letters and digits")
         _check_choice(t.unknown_senders, UNKNOWN_SENDER_POLICIES, f"{key}.unknown_senders", where)
         _check_choice(t.verify_senders, VERIFY_SENDER_MODES, f"{key}.verify_senders", where)
+        if not _is_hhmm(t.digest_time):
+            raise ConfigError(
+                f"{where}: '{key}.digest_time' must be HH:MM (UTC), not {t.digest_time!r}"
+            )
         if len(set(t.labels)) != len(t.labels) or not all(t.labels):
             raise ConfigError(f"{where}: '{key}.labels' needs distinct, non-empty values")
         for listname in ("statuses", "priorities"):
@@ -309,9 +337,23 @@ def _check_trackers(trackers: tuple[TrackerConfig, ...], where: str) -> None:
         addresses.add(t.address.lower())
 
 
+def _is_hhmm(value: str) -> bool:
+    hours, sep, minutes = value.partition(":")
+    digits = hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+    return bool(sep) and digits and int(hours) < 24 and int(minutes) < 60
+
+
 def _check_choice(value: str, choices: tuple[str, ...], name: str, where: str) -> None:
     if value not in choices:
         raise ConfigError(f"{where}: '{name}' must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _resolved_lmtp(lmtp: LmtpConfig, base: Path) -> LmtpConfig:
+    """A relative socket path is taken relative to the configuration's folder."""
+    path = lmtp_socket_path(lmtp.listen)
+    if path is None or os.path.isabs(path):
+        return lmtp
+    return LmtpConfig(listen=str(base / path))
 
 
 def _resolve_paths(config: Config, base: Path, where: str) -> Config:
@@ -345,7 +387,7 @@ def _resolve_paths(config: Config, base: Path, where: str) -> Config:
             dkim_selector=outgoing.dkim_selector,
             dkim_private_key=key,
         ),
-        lmtp=config.lmtp,
+        lmtp=_resolved_lmtp(config.lmtp, base),
         web=config.web,
         github=config.github,
         authentication=config.authentication,

@@ -19,7 +19,7 @@ from mailtracker.edits import apply_edits
 from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
 from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
 from mailtracker.trust import require_verified
-from mailtracker.values import Change, Commands, Incoming, Sender, Target, TargetKind
+from mailtracker.values import Change, Commands, Incoming, Notified, Sender, Target, TargetKind
 
 __all__ = ["apply", "thread_root"]
 
@@ -60,7 +60,7 @@ def apply(
     _journal(session, message, entries, changes)
     _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
     issue.updated_at = now
-    recipients = () if sender.quiet else _recipients(session, issue, author, incoming)
+    recipients = () if sender.quiet else _recipients(session, issue, author, incoming, created)
     return Change(
         tracker=tracker.name,
         issue_pk=issue.id,
@@ -248,15 +248,25 @@ def _cc_users(
 
 
 def _recipients(
-    session: Session, issue: Issue, author: User, incoming: Incoming
-) -> tuple[str, ...]:
-    """The nosy list, less the author, those who got this very mail directly, and addresses
-    disabled because mail to them bounced."""
+    session: Session, issue: Issue, author: User, incoming: Incoming, created: bool
+) -> tuple[Notified, ...]:
+    """The nosy list and the tracker's subscribers (``all``; ``new`` for a new issue), each
+    once, less the author, those who got this very mail directly, and addresses disabled
+    because mail to them bounced."""
     direct = set(incoming.to) | set(incoming.cc)
-    nosy = store.users_by_ids(session, store.nosy_user_ids(session, issue.id) - {author.id})
-    emails = [u.email for u in nosy if u.email and not _got_it(u, direct)]
-    disabled = store.disabled_addresses(session, emails)
-    return tuple(sorted(e for e in emails if e not in disabled))
+    nosy = store.nosy_user_ids(session, issue.id)
+    modes = ("all", "new") if created else ("all",)
+    subscribed = store.subscriber_ids(session, issue.tracker_id, modes)
+    users = store.users_by_ids(session, (nosy | set(subscribed)) - {author.id})
+    chosen = [u for u in users if u.email and not _got_it(u, direct)]
+    disabled = store.disabled_addresses(session, (u.email for u in chosen))
+    return tuple(
+        sorted(
+            Notified(u.email, "nosy" if u.id in nosy else subscribed[u.id])
+            for u in chosen
+            if u.email not in disabled
+        )
+    )
 
 
 def _got_it(user: User, direct: set[str]) -> bool:

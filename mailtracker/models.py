@@ -30,12 +30,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Address",
+    "ApiToken",
     "Attachment",
     "Base",
     "Blob",
     "Bounce",
     "BounceScore",
     "ControlMail",
+    "DigestRun",
     "HeldMail",
     "Issue",
     "IssueLabel",
@@ -46,6 +48,8 @@ __all__ = [
     "Outbox",
     "Quarantined",
     "SigningKey",
+    "Subscription",
+    "SubscriptionRequest",
     "Tracker",
     "User",
     "utcnow",
@@ -291,6 +295,17 @@ class BounceScore(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
 
 
+class ApiToken(Base):
+    """A user's token for writes through the REST API; only its SHA-256 is kept, so a
+    stolen database does not hand out the tokens. One per user: a new one replaces it."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class SigningKey(Base):
     """Secrets for reply-address tokens, kept in the database so every gateway shares them
     and they survive restarts. Rotation retires the current one; retired keys are still
@@ -301,6 +316,47 @@ class SigningKey(Base):
     secret: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Subscription(Base):
+    """A tracker-wide subscription: ``all`` activity, ``new`` issues only, or a daily
+    ``digest``. Following one issue is its nosy list, not a row here."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("tracker_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(16), default="all")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SubscriptionRequest(Base):
+    """A (un)subscription waiting for the address's owner to confirm it (double opt-in)."""
+
+    __tablename__ = "subscription_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16), default="all")
+    issue_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DigestRun(Base):
+    """One row per tracker and day a digest was made: the worker never sends one twice."""
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("tracker_id", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))
+    day: Mapped[str] = mapped_column(String(10))
+    period_start: Mapped[datetime] = mapped_column(DateTime)
+    period_end: Mapped[datetime] = mapped_column(DateTime)
+    mails: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Outbox(Base):

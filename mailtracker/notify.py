@@ -73,20 +73,26 @@ class OutgoingMail:
 
 
 class Addressee(NamedTuple):
-    """One recipient, and the token of their own reply address (``""``: none)."""
+    """One recipient: the token of their own reply address (``""``: none), why they get
+    the mail (``nosy``, ``all``, ``new``: the footer says so) and their one-click
+    unsubscribe token (``""``: none)."""
 
     email: str
     token: str = ""
+    reason: str = "nosy"
+    unsubscribe: str = ""
 
 
 def render(notice: Notice, recipients: Sequence[Addressee]) -> list[OutgoingMail]:
-    """One mail per recipient, the shared part rendered once."""
-    shared = _shared_part(notice)
-    return [_personalise(notice, shared, rcpt) for rcpt in recipients]
+    """One mail per recipient; the shared part is rendered once per reason (footer)."""
+    shared: dict[str, bytes] = {}
+    for reason in dict.fromkeys(r.reason for r in recipients):
+        shared[reason] = _shared_part(notice, reason)
+    return [_personalise(notice, shared[rcpt.reason], rcpt) for rcpt in recipients]
 
 
-def _shared_part(notice: Notice) -> bytes:
-    """Headers common to all recipients, then the MIME body."""
+def _shared_part(notice: Notice, reason: str) -> bytes:
+    """Headers common to all recipients, then the MIME body (RFC 2369/2919 list headers)."""
     msg = EmailMessage(policy=_SMTP)
     tracker = notice.tracker
     msg["From"] = Address(_from_name(notice), addr_spec=tracker.address)
@@ -98,11 +104,12 @@ def _shared_part(notice: Notice) -> bytes:
     msg["List-Id"] = f"{tracker.title} <{tracker.list_id}>"
     msg["List-Post"] = f"<mailto:{tracker.issue_address(notice.number)}>"
     msg["List-Help"] = f"<mailto:{tracker.help_address}>"
+    msg["List-Subscribe"] = f"<mailto:{tracker.local_part}+subscribe@{tracker.domain}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg["Precedence"] = "list"
     msg[LOOP_HEADER] = tracker.address
     msg["X-Mailtracker-Issue"] = f"{tracker.name}/{notice.number}"
-    body = _body(notice)
+    body = _body(notice, reason)
     msg.set_content(body, charset="utf-8", cte=_cte(body))
     for part in _attached(notice.attachments):
         maintype, _, subtype = part.content_type.partition("/")
@@ -131,7 +138,7 @@ def _attached(parts: tuple[AttachmentData, ...]) -> tuple[AttachmentData, ...]:
     return tuple(p for p in parts if "/" in p.content_type and p.content_type != "message/rfc822")
 
 
-def _body(notice: Notice) -> str:
+def _body(notice: Notice, reason: str) -> str:
     attached = {p.sha256 for p in _attached(notice.attachments)}
     template = mail_environment().get_template("mail/notification.txt")
     return template.render(
@@ -154,6 +161,8 @@ def _body(notice: Notice) -> str:
         ],
         tracker_title=notice.tracker.title,
         issue_address=notice.tracker.issue_address(notice.number),
+        reason=reason,
+        tracker=notice.tracker,
     )
 
 
@@ -171,14 +180,11 @@ def _personalise(notice: Notice, shared: bytes, rcpt: Addressee) -> OutgoingMail
     reply_to = tracker.issue_address(notice.number)
     if rcpt.token:
         reply_to = reply_to.replace("@", f"+{rcpt.token}@", 1)
-    head = b"".join(
-        _SMTP.fold_binary(name, value)
-        for name, value in (
-            ("To", rcpt.email),
-            ("Message-ID", f"<{message_id}>"),
-            ("Reply-To", f"<{reply_to}>"),
-        )
-    )
+    headers = [("To", rcpt.email), ("Message-ID", f"<{message_id}>"), ("Reply-To", f"<{reply_to}>")]
+    if rcpt.unsubscribe:  # RFC 2369: one click by mail; no confirmation needed (RFC 8058)
+        address = f"{tracker.local_part}+unsubscribe+{rcpt.unsubscribe}@{tracker.domain}"
+        headers.append(("List-Unsubscribe", f"<mailto:{address}>"))
+    head = b"".join(_SMTP.fold_binary(name, value) for name, value in headers)
     return OutgoingMail(message_id, rcpt.email, head + shared, verp_token())
 
 
@@ -201,8 +207,10 @@ def queue_reply(
     body: str,
     *,
     in_reply_to: str = "",
+    reply_to: str = "",
 ) -> str:
-    """Queue one mail from the tracker itself (help, moderation); returns its Message-ID.
+    """Queue one mail from the tracker itself (help, moderation, subscription); returns its
+    Message-ID. ``reply_to`` is the address a reply should go to (a confirmation's).
 
     A response to a sender's mail (``in_reply_to``) goes out with a null envelope sender
     and ``Auto-Submitted: auto-replied`` (RFC 3834 §3.3, §5), so it can never start a
@@ -211,6 +219,8 @@ def queue_reply(
     now = utcnow()
     message_id = f"mt.{secrets.token_hex(10)}.{tracker.name}@{hostname}"
     raw = _reply_message(tracker, recipient, subject, body, message_id, in_reply_to, now)
+    if reply_to:
+        raw = _SMTP.fold_binary("Reply-To", f"<{reply_to}>") + raw
     token = None if in_reply_to else verp_token()
     row = store.tracker_row(session, tracker.name)
     session.add(
@@ -289,10 +299,20 @@ def queue_notifications(
 
 
 def _addressees(session: Session, change: Change, tracker: TrackerConfig) -> list[Addressee]:
-    """Each recipient with the token that makes their reply verified (tokens.py)."""
-    mint = tokens.minter(session, tracker.name, change.number)
-    owners = store.user_ids_by_address(session, change.recipients)
-    return [Addressee(e, mint(owners[e]) if e in owners else "") for e in change.recipients]
+    """Each recipient with the tokens of their own reply and unsubscribe addresses."""
+    reply = tokens.minter(session, tracker.name, change.number)
+    leave = {
+        "nosy": tokens.unsubscribe_minter(session, tracker.name, str(change.number)),
+        "all": tokens.unsubscribe_minter(session, tracker.name, "all"),
+    }
+    leave["new"] = leave["all"]
+    owners = store.user_ids_by_address(session, (r.email for r in change.recipients))
+    return [
+        Addressee(r.email, reply(owners[r.email]), r.reason, leave[r.reason](owners[r.email]))
+        if r.email in owners
+        else Addressee(r.email, reason=r.reason)
+        for r in change.recipients
+    ]
 
 
 def _notice(

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailtracker import bouncing, control, quarantine, trust
+from mailtracker import bouncing, control, quarantine, subscriptions, trust
 from mailtracker import store as queries
 from mailtracker.addresses import Recipient, classify
 from mailtracker.authenticate import authenticate
 from mailtracker.commands import interpret
-from mailtracker.config import Config
+from mailtracker.config import Config, TrackerConfig
 from mailtracker.control import Result
 from mailtracker.errors import (
     Duplicate,
@@ -39,7 +39,7 @@ from mailtracker.notify import queue_notifications
 from mailtracker.parse import parse
 from mailtracker.route import route
 from mailtracker.store import Store
-from mailtracker.values import Envelope, Incoming
+from mailtracker.values import Envelope, Incoming, Sender
 
 __all__ = ["EX_OK", "Outcome", "process", "refusal_for_recipient"]
 
@@ -155,7 +155,17 @@ def _recipients(rcpt_tos: Sequence[str], config: Config) -> list[Recipient]:
 
 # Which address wins when one mail names several of a tracker's: a bounce address is the
 # most specific evidence, then an issue's own address, then the rest.
-_RANK = {"main": 0, "help": 1, "approve": 1, "reject": 1, "issue": 2, "bounces": 3}
+_RANK = {
+    "main": 0,
+    "help": 1,
+    "approve": 1,
+    "reject": 1,
+    "subscribe": 1,
+    "unsubscribe": 1,
+    "confirm": 1,
+    "issue": 2,
+    "bounces": 3,
+}
 
 
 def _store_with_retries(
@@ -221,13 +231,31 @@ def _store_one(
     if control.is_help_request(recipient, incoming):
         return control.help_reply(session, config, tracker, sender, incoming), None
     sender = trust.establish(session, config, tracker, incoming, envelope, recipient, sender)
+    if recipient.kind in ("subscribe", "unsubscribe", "confirm"):
+        return subscriptions.handle(session, config, tracker, sender, incoming, recipient), None
+    return _issue_mail(
+        session, config, tracker, incoming, envelope, recipient, sender, notify
+    ), None
+
+
+def _issue_mail(
+    session: Session,
+    config: Config,
+    tracker: TrackerConfig,
+    incoming: Incoming,
+    envelope: Envelope,
+    recipient: Recipient,
+    sender: Sender,
+    notify: bool,
+) -> Result:
+    """Route, interpret, apply, notify: a mail that opens or joins an issue."""
     lookup = queries.TrackerLookup(session, queries.tracker_row(session, tracker.name).id)
     target = route(incoming, recipient, tracker, lookup)
     commands = interpret(incoming, target, tracker, lookup.user_exists)
     try:
         change = apply(session, config, tracker, target, sender, incoming, commands)
     except Held:
-        return control.hold(session, config, tracker, sender, incoming, envelope, recipient), None
+        return control.hold(session, config, tracker, sender, incoming, envelope, recipient)
     count = 0
     if notify:
         count = queue_notifications(
@@ -248,7 +276,7 @@ def _store_one(
         target.how,
     )
     ref = f"{tracker.name}/{change.number}"
-    return Result(ref, f"stored as {ref}", count), None
+    return Result(ref, f"stored as {ref}", count)
 
 
 def _refusal(exc: MailError, message_id: str) -> Outcome:

@@ -29,6 +29,7 @@ from mailtracker.models import (
     MessageRef,
     Nosy,
     Outbox,
+    Subscription,
     Tracker,
     User,
 )
@@ -267,6 +268,14 @@ def user_ids_by_address(session: Session, emails: Iterable[str]) -> dict[str, in
         return {}
     rows = session.execute(select(Address.email, Address.user_id).where(Address.email.in_(wanted)))
     return {email: user_id for email, user_id in rows}
+
+
+def subscriber_ids(session: Session, tracker_id: int, modes: Sequence[str]) -> dict[int, str]:
+    """``{user id: mode}`` of the tracker's subscribers in one of ``modes``."""
+    query = select(Subscription.user_id, Subscription.mode).where(
+        Subscription.tracker_id == tracker_id, Subscription.mode.in_(list(modes))
+    )
+    return {user_id: mode for user_id, mode in session.execute(query)}
 
 
 def disabled_addresses(session: Session, emails: Iterable[str]) -> set[str]:

@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 
 from mailtracker.models import SigningKey, utcnow
 
-__all__ = ["GRACE", "current_key", "minter", "rotate", "token_user"]
+__all__ = [
+    "GRACE",
+    "current_key",
+    "minter",
+    "rotate",
+    "token_user",
+    "unsubscribe_minter",
+    "unsubscribe_target",
+]
 
 GRACE = timedelta(days=30)
 _MAC_LENGTH = 16
@@ -79,3 +87,34 @@ def rotate(session: Session) -> SigningKey:
     session.add(key)
     session.flush()
     return key
+
+
+def unsubscribe_minter(session: Session, tracker: str, scope: str) -> Callable[[int], str]:
+    """Tokens for a notification's one-click ``List-Unsubscribe`` address (RFC 8058 by
+    mail): ``scope`` is ``all`` for a tracker subscription or the issue number for nosy."""
+    secret = current_key(session).secret
+    return lambda user_id: f"{user_id}-{scope}-{_mac(secret, tracker, _scope_key(scope), user_id)}"
+
+
+def unsubscribe_target(session: Session, tracker: str, token: str) -> tuple[int, str] | None:
+    """``(user id, scope)`` of a valid unsubscribe token, else ``None``."""
+    user, _, rest = token.lower().partition("-")
+    scope, _, mac = rest.partition("-")
+    if not user.isdigit() or not (scope == "all" or scope.isdigit()):
+        return None
+    oldest = utcnow() - GRACE
+    keys = session.scalars(
+        select(SigningKey).where(
+            (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > oldest)
+        )
+    )
+    for key in keys:
+        expected = _mac(key.secret, tracker, _scope_key(scope), int(user))
+        if len(mac) == _MAC_LENGTH and hmac.compare_digest(expected, mac):
+            return int(user), scope
+    return None
+
+
+def _scope_key(scope: str) -> int:
+    """Unsubscribe macs never collide with reply-token macs: negative issue numbers."""
+    return -1 if scope == "all" else -1 - int(scope)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 __all__ = [
     "AttachmentData",
@@ -16,6 +17,7 @@ __all__ = [
     "Edit",
     "Envelope",
     "Incoming",
+    "Notified",
     "Sender",
     "Target",
     "TargetKind",
@@ -128,6 +130,14 @@ class Commands:
     visible: str = ""
 
 
+class Notified(NamedTuple):
+    """Someone to tell about a change, and why: ``nosy`` (follows the issue), ``all`` or
+    ``new`` (subscribed to the tracker's activity or to its new issues)."""
+
+    email: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class Change:
     """What ``apply`` did, for ``notify``: the issue, the message stored, the property
@@ -140,4 +150,4 @@ class Change:
     created: bool
     author_pk: int | None = None
     changes: tuple[tuple[str, str, str], ...] = ()
-    recipients: tuple[str, ...] = field(default_factory=tuple)
+    recipients: tuple[Notified, ...] = field(default_factory=tuple)
