@@ -414,6 +414,62 @@ def bounces_reset(store: Store, address: str) -> int:
     return EX_OK
 
 
+def subscriptions_list(store: Store, config: Config, tracker: str | None, as_json: bool) -> int:
+    from sqlalchemy import select
+
+    from mailtracker.models import Subscription, Tracker, User
+    from mailtracker.views import iso
+
+    query = (
+        select(Tracker.name, User, Subscription)
+        .join(Tracker, Tracker.id == Subscription.tracker_id)
+        .join(User, User.id == Subscription.user_id)
+        .order_by(Tracker.name, Subscription.id)
+    )
+    if tracker:
+        query = query.where(Tracker.name == tracker)
+    with store.read() as session:
+        data = [
+            {"tracker": name, "email": user.email, "mode": sub.mode, "since": iso(sub.created_at)}
+            for name, user, sub in session.execute(query)
+        ]
+    if as_json:
+        _print_json(data)
+    else:
+        _table(
+            ["TRACKER", "EMAIL", "MODE", "SINCE"],
+            [[str(d[k]) for k in ("tracker", "email", "mode", "since")] for d in data],
+        )
+    return EX_OK
+
+
+def subscriptions_set(
+    store: Store, config: Config, email: str, tracker: str | None, mode: str | None
+) -> int:
+    """An admin subscribes (no confirmation needed) or unsubscribes an address."""
+    from mailtracker import store as queries
+    from mailtracker.subscriptions import set_subscription
+
+    names = [t.name for t in config.trackers]
+    if "@" not in email or (tracker is not None and tracker not in names):
+        problem = (
+            f"'{email}' is not a mail address"
+            if "@" not in email
+            else (f"no tracker '{tracker}'; there are: {', '.join(names)}")
+        )
+        print(f"mailtracker: {problem}", file=sys.stderr)
+        return EX_DATAERR
+    chosen = config.tracker(tracker or names[0])
+    with store.write() as session:
+        user = queries.user_by_address(session, email) or queries.create_user(session, email)
+        set_subscription(session, chosen, user.id, mode)
+    print(
+        f"{email.lower()}: "
+        + (f"subscribed to {chosen.name} ({mode})" if mode else f"unsubscribed from {chosen.name}")
+    )
+    return EX_OK
+
+
 def user_list(store: Store, as_json: bool) -> int:
     from mailtracker.views import users_json
 

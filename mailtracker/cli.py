@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _moderation_parsers(sub, common)
     _quarantine_parsers(sub, common)
     _bounce_parsers(sub, common)
+    _subscription_parsers(sub, common)
     tok = sub.add_parser("tokens", parents=[common], help="reply-address token keys")
     tok_sub = tok.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
     _add(
@@ -122,6 +123,21 @@ def _bounce_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         b_sub, common, "reset", "clear an address's score and mail it again", _bounces_reset
     )
     reset.add_argument("address")
+
+
+def _subscription_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    subs = sub.add_parser("subscriptions", parents=[common], help="tracker-wide subscribers")
+    s_sub = subs.add_subparsers(dest="subscriptions_command", metavar="ACTION", required=True)
+    listing = _add(s_sub, common, "list", "list subscribers", _subscriptions_list)
+    listing.add_argument("--tracker", metavar="T")
+    listing.add_argument("--json", action="store_true")
+    add = _add(s_sub, common, "add", "subscribe an address (no confirmation)", _subscriptions_add)
+    add.add_argument("email")
+    add.add_argument("--tracker", metavar="T")
+    add.add_argument("--mode", choices=("all", "new", "digest"), default="all")
+    remove = _add(s_sub, common, "remove", "unsubscribe an address", _subscriptions_remove)
+    remove.add_argument("email")
+    remove.add_argument("--tracker", metavar="T")
 
 
 def _add(
@@ -285,6 +301,24 @@ def _tokens_rotate(args: argparse.Namespace, config: Config) -> int:
             f"{tokens.GRACE.days} more days"
         )
     return 0
+
+
+def _subscriptions_list(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import subscriptions_list
+
+    return subscriptions_list(_open_store(config), config, args.tracker, args.json)
+
+
+def _subscriptions_add(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import subscriptions_set
+
+    return subscriptions_set(_open_store(config), config, args.email, args.tracker, args.mode)
+
+
+def _subscriptions_remove(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.actions import subscriptions_set
+
+    return subscriptions_set(_open_store(config), config, args.email, args.tracker, None)
 
 
 def _outbox(args: argparse.Namespace, config: Config) -> int:

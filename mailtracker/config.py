@@ -270,26 +270,17 @@ def parse_hostport(value: str, name: str, where: str) -> tuple[str, int]:
 
 
 def lmtp_socket_path(listen: str) -> str | None:
-    """The unix socket path ``lmtp.listen`` names, or ``None`` for ``HOST:PORT`` (or off)."""
-    if not listen or (":" in listen and "/" not in listen):
-        return None
-    return listen
-
-
-# sun_path holds 108 bytes on Linux, the terminating NUL included (unix(7)).
-_MAX_SOCKET_PATH = 107
+    """The unix socket path ``lmtp.listen`` names; ``None`` for ``HOST:PORT`` or off."""
+    return listen if listen and ("/" in listen or ":" not in listen) else None
 
 
 def _check_lmtp(listen: str, where: str) -> None:
+    """A socket path must fit sun_path: 108 bytes on Linux with the final NUL (unix(7))."""
     path = lmtp_socket_path(listen)
-    if path is None:
-        if listen:
-            parse_hostport(listen, "lmtp.listen", where)
-    elif len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise ConfigError(
-            f"{where}: 'lmtp.listen' must be HOST:PORT or a socket path of at most"
-            f" {_MAX_SOCKET_PATH} bytes, not {listen!r}"
-        )
+    if path is not None and len(os.fsencode(path)) > 107:
+        raise ConfigError(f"{where}: 'lmtp.listen' socket path is over 107 bytes: {listen!r}")
+    if path is None and listen:
+        parse_hostport(listen, "lmtp.listen", where)
 
 
 def _validated(config: Config, base: Path, where: str) -> Config:

@@ -264,13 +264,21 @@ async def run_worker(
     log.info("outbox: delivery worker stopped")
 
 
+def _work(store: Store, config: Config, cancelled: Callable[[], bool]) -> DeliveryReport:
+    """One round of the worker: make the daily digests that are due, then deliver."""
+    from mailtracker.digest import run_due
+
+    run_due(store, config, utcnow())
+    return deliver_due(store, config, cancelled=cancelled)
+
+
 async def _round(
     store: Store, config: Config, stop: asyncio.Event, problem: str
 ) -> tuple[DeliveryReport | None, str]:
     """One ``deliver_due`` in a thread; a failure is logged once, not every round."""
     try:
         # Event.is_set only reads a flag, so the worker thread may poll it.
-        report = await asyncio.to_thread(deliver_due, store, config, cancelled=stop.is_set)
+        report = await asyncio.to_thread(_work, store, config, stop.is_set)
     except Exception as exc:
         now_problem = describe(exc)
         if now_problem != problem:

@@ -95,6 +95,8 @@ github_repos = []
 # The first status is the one a new issue gets.
 statuses = ["new", "open", "pending", "resolved", "closed"]
 priorities = ["low", "normal", "high", "urgent"]
+# When the daily digest leaves (HH:MM, UTC).
+digest_time = "06:00"
 # A fixed list of labels; empty: any label may be used.
 labels = []
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import smtplib
 import socket
 import threading
@@ -134,3 +135,56 @@ def wait_until_admitted(port: int, timeout: float = 10.0) -> None:
             assert greeting.startswith(b"220 ")
             return
         time.sleep(0.05)
+
+
+class RawLMTP(RawSMTP):
+    """A hand-driven LMTP client over TCP (a port) or a unix socket (a path). It reads the
+    one reply per accepted recipient that RFC 2033 4.2 owes after DATA, which smtplib.LMTP
+    cannot: it reads one reply and leaves the rest on the wire."""
+
+    def __init__(self, where: int | str, timeout: float = 30.0) -> None:
+        if isinstance(where, int):
+            self.sock = socket.create_connection(("127.0.0.1", where), timeout)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(where)
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.reply()
+
+    def transaction(
+        self, raw: bytes, rcpts: list[str], sender: str = "alice@example.com"
+    ) -> list[bytes]:
+        """LHLO, MAIL, one RCPT each, DATA: every reply, the per-recipient ones last."""
+        replies = [
+            self.command(b"LHLO client.example.com"),
+            self.command(f"MAIL FROM:<{sender}>".encode()),
+        ]
+        accepted = 0
+        for rcpt in rcpts:
+            replies.append(self.command(f"RCPT TO:<{rcpt}>".encode()))
+            accepted += replies[-1].startswith(b"250")
+        replies.append(self.command(b"DATA"))
+        if not replies[-1].startswith(b"354"):
+            return replies
+        self.sock.sendall(dot_stuffed(raw) + b".\r\n")
+        return replies + [self.reply() for _ in range(accepted)]
+
+
+def dot_stuffed(raw: bytes) -> bytes:
+    """The mail as DATA sends it: CRLF line ends, a leading dot doubled (RFC 5321 4.5.2)."""
+    text = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
+    text = re.sub(rb"(?m)^\.", b"..", text)
+    return text if text.endswith(b"\r\n") else text + b"\r\n"
+
+
+def lmtp_send(
+    where: int | str, raw: bytes, rcpts: list[str], sender: str = "alice@example.com"
+) -> list[bytes]:
+    """One LMTP transaction; the replies after DATA, one per accepted recipient."""
+    client = RawLMTP(where)
+    try:
+        replies = client.transaction(raw, rcpts, sender)
+        return replies[3 + len(rcpts) :]
+    finally:
+        client.close()
