@@ -43,8 +43,9 @@ def _postgres_url() -> str:
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                 {"n": PG_TEST_DB})
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_TEST_DB}
+            )
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{PG_TEST_DB}"'))
         admin.dispose()
@@ -101,14 +102,37 @@ def make_config(db_url: str, tmp_path: Path, **outgoing: str) -> Config:
         out = OutgoingConfig(**{"maildir": "", **outgoing})
     return Config(
         database=DatabaseConfig(url=db_url),
-        smtp=SmtpConfig(listen="127.0.0.1:0", hostname="tracker.example.org",
-                        max_message_size=1_000_000),
+        smtp=SmtpConfig(
+            listen="127.0.0.1:0", hostname="tracker.example.org", max_message_size=1_000_000
+        ),
         outgoing=out,
         trackers=(
             TrackerConfig(name="bugs", address="bugs@example.org", title="Example bugs"),
             TrackerConfig(name="docs", address="docs@example.org", title="Example docs"),
         ),
     )
+
+
+CONFIG_FILE = """\
+[database]
+url = "{url}"
+[smtp]
+hostname = "tracker.example.org"
+[outgoing]
+maildir = "out"
+[[trackers]]
+name = "bugs"
+address = "bugs@example.org"
+title = "Example bugs"
+"""
+
+
+@pytest.fixture
+def config_file(db_url: str, tmp_path: Path) -> Path:
+    """A ``mailtracker.toml`` for the CLI, on the same database as ``store``."""
+    path = tmp_path / "mailtracker.toml"
+    path.write_text(CONFIG_FILE.format(url=db_url))
+    return path
 
 
 @pytest.fixture

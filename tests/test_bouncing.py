@@ -14,26 +14,14 @@ from mailtracker.cli import main
 from mailtracker.config import Config
 from mailtracker.models import Bounce, BounceScore, Issue, Message
 from mailtracker.store import Store
-from tests.conftest import MESSAGES
+from tests.conftest import CONFIG_FILE, MESSAGES
 from tests.harness import running_gateway, send
 from tests.inspect_db import count, outbox
 
-CONFIG = """\
-[database]
-url = "{url}"
-[smtp]
-hostname = "tracker.example.org"
-[outgoing]
-maildir = "out"
-[[trackers]]
-name = "bugs"
-address = "bugs@example.org"
-title = "Example bugs"
-[[trackers]]
-name = "docs"
-address = "docs@example.org"
-title = "Example docs"
-"""
+CONFIG = (
+    CONFIG_FILE
+    + '[[trackers]]\nname = "docs"\naddress = "docs@example.org"\ntitle = "Example docs"\n'
+)
 
 
 def dsn(recipient: str, n: int, status: str = "5.1.1") -> bytes:

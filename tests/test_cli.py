@@ -11,27 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailtracker.cli import main
-from tests.conftest import MESSAGES
-
-CONFIG = """\
-[database]
-url = "{url}"
-[smtp]
-hostname = "tracker.example.org"
-[outgoing]
-maildir = "out"
-[[trackers]]
-name = "bugs"
-address = "bugs@example.org"
-title = "Example bugs"
-"""
-
-
-@pytest.fixture
-def config_file(db_url: str, tmp_path: Path) -> Path:
-    path = tmp_path / "mailtracker.toml"
-    path.write_text(CONFIG.format(url=db_url))
-    return path
+from tests.conftest import CONFIG_FILE, MESSAGES
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -76,7 +56,7 @@ def test_ingest_speaks_sysexits(config_file: Path) -> None:
 
 def test_ingest_tempfails_when_the_database_is_down(tmp_path: Path) -> None:
     path = tmp_path / "mailtracker.toml"
-    path.write_text(CONFIG.format(url="postgresql+psycopg://postgres@127.0.0.1:1/none"))
+    path.write_text(CONFIG_FILE.format(url="postgresql+psycopg://postgres@127.0.0.1:1/none"))
     result = run("ingest", "-c", str(path), stdin=(MESSAGES / "new-issue.eml").read_bytes())
     assert result.returncode == 75
     assert b"database unavailable" in result.stderr
@@ -216,7 +196,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     path = tmp_path / "mailtracker.toml"
     db = f"sqlite:///{tmp_path / 't.db'}"
     path.write_text(
-        CONFIG.format(url=db).replace("[smtp]\n", f'[smtp]\nlisten = "127.0.0.1:{port}"\n')
+        CONFIG_FILE.format(url=db).replace("[smtp]\n", f'[smtp]\nlisten = "127.0.0.1:{port}"\n')
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
@@ -264,7 +244,7 @@ def test_roles_and_addresses(config_file: Path, capsys: pytest.CaptureFixture[st
 
 def test_moderation_cli(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "mailtracker.toml"
-    path.write_text(CONFIG.format(url=db_url) + 'unknown_senders = "moderate"\n')
+    path.write_text(CONFIG_FILE.format(url=db_url) + 'unknown_senders = "moderate"\n')
     c = str(path)
     assert run("ingest", "-c", c, stdin=(MESSAGES / "new-issue.eml").read_bytes()).returncode == 0
     assert run("ingest", "-c", c, stdin=(MESSAGES / "html-only.eml").read_bytes()).returncode == 0
@@ -290,7 +270,7 @@ def test_moderation_cli(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_ingest_exit_77_when_the_policy_refuses(db_url: str, tmp_path: Path) -> None:
     path = tmp_path / "mailtracker.toml"
-    path.write_text(CONFIG.format(url=db_url) + 'unknown_senders = "reject"\n')
+    path.write_text(CONFIG_FILE.format(url=db_url) + 'unknown_senders = "reject"\n')
     result = run("ingest", "-c", str(path), stdin=(MESSAGES / "new-issue.eml").read_bytes())
     assert result.returncode == 77
     assert b"takes mail only from registered users" in result.stderr

@@ -21,29 +21,9 @@ from tests.conftest import MESSAGES
 from tests.harness import running_gateway, send
 from tests.inspect_db import count, show
 
-CONFIG = """\
-[database]
-url = "{url}"
-[smtp]
-hostname = "tracker.example.org"
-[outgoing]
-maildir = "out"
-[[trackers]]
-name = "bugs"
-address = "bugs@example.org"
-title = "Example bugs"
-"""
-
 
 def broken_interpret(incoming: Incoming, target: Target, *args: object) -> Commands:
     raise RuntimeError(f"bug while interpreting <{incoming.message_id}>")
-
-
-@pytest.fixture
-def config_file(db_url: str, tmp_path: Path) -> Path:
-    path = tmp_path / "mailtracker.toml"
-    path.write_text(CONFIG.format(url=db_url))
-    return path
 
 
 def test_bug_quarantines_then_retry_after_the_fix(
