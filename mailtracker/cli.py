@@ -167,6 +167,11 @@ def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     address.add_argument("email", help="an address the user has")
     address.add_argument("new_address")
+    token = _add(
+        user_sub, common, "token", "a new API token for the user (replaces theirs)", _user_token
+    )
+    token.add_argument("email")
+    token.add_argument("--revoke", action="store_true", help="remove the user's token")
 
 
 def _moderation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -246,6 +251,12 @@ def _user_add_address(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import user_add_address
 
     return user_add_address(_open_store(config), args.email, args.new_address)
+
+
+def _user_token(args: argparse.Namespace, config: Config) -> int:
+    from mailtracker.web_tokens import user_token
+
+    return user_token(_open_store(config), args.email, args.revoke)
 
 
 def _moderation_list(args: argparse.Namespace, config: Config) -> int:

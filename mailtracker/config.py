@@ -110,6 +110,7 @@ class TrackerConfig:
     priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")
     labels: tuple[str, ...] = ()
     digest_time: str = "06:00"  # UTC, when the daily digest leaves
+    reference_prefix: str = ""  # e.g. "bpo-": forge texts saying "bpo-42" mean issue 42
 
     @property
     def local_part(self) -> str:

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from email import policy
 from email.header import decode_header
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.utils import getaddresses
+from typing import Any
 
 __all__ = [
+    "DEFAULT_POLICY",
+    "SMTP_POLICY",
+    "CachedHeaderRegistry",
     "Headers",
     "author",
     "clean",
@@ -40,6 +46,52 @@ _CHARSET_ALIASES = {
     "windows-874": "cp874",
     "x-sjis": "shift_jis",
 }
+
+# --- policies ------------------------------------------------------------------------------
+
+
+class CachedHeaderRegistry(HeaderRegistry):
+    """The stdlib registry, but each header name's class is made once, and a short header
+    value is parsed once.
+
+    ``HeaderRegistry.__getitem__`` builds a new class with ``type()`` on every header read
+    or written (CPython 3.11), about 25 µs each: a third of the time of rendering a
+    notification. And every ``get_content_type()``, ``get_filename()`` … parses the header
+    again: six parses of each part's Content-Type per mail. The classes made for one name
+    are interchangeable and parsed headers are immutable (``str`` with a parse tree), so
+    handing out the same ones changes nothing but the time.
+    """
+
+    CACHED_VALUE = 1_000  # longer values are rare and would make the cache big
+    CACHE_SIZE = 4_096
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+        self._parsed: dict[tuple[str, str], BaseHeader] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if not isinstance(value, str) or len(value) > self.CACHED_VALUE:
+            return self[name](name, value)  # an Address object, a list of them, a long one
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            if len(self._parsed) >= self.CACHE_SIZE:
+                self._parsed.clear()
+            header = self._parsed[key] = self[name](name, value)
+        return header
+
+
+# ``policy.default`` and ``policy.SMTP`` with the cached registry: the same output.
+DEFAULT_POLICY = policy.default.clone(header_factory=CachedHeaderRegistry())
+SMTP_POLICY = policy.SMTP.clone(header_factory=CachedHeaderRegistry())
 
 # --- headers ---------------------------------------------------------------------------------
 

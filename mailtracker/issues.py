@@ -19,7 +19,16 @@ from mailtracker.edits import apply_edits
 from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
 from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
 from mailtracker.trust import require_verified
-from mailtracker.values import Change, Commands, Incoming, Notified, Sender, Target, TargetKind
+from mailtracker.values import (
+    FORGE_EVIDENCE,
+    Change,
+    Commands,
+    Incoming,
+    Notified,
+    Sender,
+    Target,
+    TargetKind,
+)
 
 __all__ = ["apply", "thread_root"]
 
@@ -58,7 +67,8 @@ def apply(
     entries = _creation_entries(issue) if created else []
     changes = apply_edits(session, issue, commands.changes)
     _journal(session, message, entries, changes)
-    _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
+    if sender.evidence != FORGE_EVIDENCE:  # the forge's user follows nothing
+        _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
     issue.updated_at = now
     recipients = () if sender.quiet else _recipients(session, issue, author, incoming, created)
     return Change(
@@ -257,17 +267,15 @@ def _recipients(
     nosy = store.nosy_user_ids(session, issue.id)
     modes = ("all", "new") if created else ("all",)
     subscribed = store.subscriber_ids(session, issue.tracker_id, modes)
-    users = store.users_by_ids(session, (nosy | set(subscribed)) - {author.id})
-    chosen = [u for u in users if u.email and not _got_it(u, direct)]
-    disabled = store.disabled_addresses(session, (u.email for u in chosen))
+    # Addresses as plain rows (the first is the one we write to): no User objects, which
+    # cost a query more and most of the time of a fan-out to thousands.
+    users = store.addresses_by_user(session, (nosy | set(subscribed)) - {author.id})
+    chosen = {uid: emails[0] for uid, emails in users.items() if direct.isdisjoint(emails)}
+    disabled = store.disabled_addresses(session, chosen.values())
     return tuple(
         sorted(
-            Notified(u.email, "nosy" if u.id in nosy else subscribed[u.id])
-            for u in chosen
-            if u.email not in disabled
+            Notified(email, "nosy" if uid in nosy else subscribed[uid])
+            for uid, email in chosen.items()
+            if email not in disabled
         )
     )
-
-
-def _got_it(user: User, direct: set[str]) -> bool:
-    return any(a.email in direct for a in user.addresses)

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import NamedTuple
 
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from mailtracker import store, tokens
 from mailtracker.authenticate import LOOP_HEADER
 from mailtracker.config import TrackerConfig
+from mailtracker.headers import SMTP_POLICY
+from mailtracker.models import Address as UserAddress
 from mailtracker.models import Issue, Outbox, User, utcnow
 from mailtracker.templating import mail_environment
 from mailtracker.values import AttachmentData, Change
+from mailtracker.web_unsubscribe import unsubscribe_url
 
 __all__ = [
     "ATTACH_LIMIT",
@@ -41,7 +44,7 @@ __all__ = [
 ]
 
 ATTACH_LIMIT = 100 * 1024  # bytes of attachments per message re-sent to every recipient
-_SMTP = policy.SMTP
+_SMTP = SMTP_POLICY
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Notice:
     changes: tuple[tuple[str, str, str], ...]
     attachments: tuple[AttachmentData, ...]
     when: datetime
+    base_url: str = ""  # [web] base_url: https adds the one-click URL (RFC 8058)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,12 @@ def _personalise(notice: Notice, shared: bytes, rcpt: Addressee) -> OutgoingMail
     headers = [("To", rcpt.email), ("Message-ID", f"<{message_id}>"), ("Reply-To", f"<{reply_to}>")]
     if rcpt.unsubscribe:  # RFC 2369: one click by mail; no confirmation needed (RFC 8058)
         address = f"{tracker.local_part}+unsubscribe+{rcpt.unsubscribe}@{tracker.domain}"
-        headers.append(("List-Unsubscribe", f"<mailto:{address}>"))
+        links = [f"<mailto:{address}>"]
+        if notice.base_url.startswith("https://"):  # RFC 8058 §3.1: only HTTPS URIs
+            url = unsubscribe_url(notice.base_url, tracker.name, rcpt.unsubscribe)
+            links.insert(0, f"<{url}>")
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        headers.append(("List-Unsubscribe", ", ".join(links)))
     head = b"".join(_SMTP.fold_binary(name, value) for name, value in headers)
     return OutgoingMail(message_id, rcpt.email, head + shared, verp_token())
 
@@ -272,29 +281,32 @@ def queue_notifications(
     cause_id: str,
     comment: str,
     attachments: tuple[AttachmentData, ...],
+    base_url: str = "",
 ) -> int:
     """Render the change for its recipients and write the outbox rows; returns how many."""
     if not change.recipients:
         return 0
     notice = _notice(session, change, tracker, hostname, cause_id, comment, attachments)
+    notice = replace(notice, base_url=base_url)
     mails = render(notice, _addressees(session, change, tracker))
     row = store.tracker_row(session, tracker.name)
-    session.add_all(
-        Outbox(
-            tracker_id=row.id,
-            issue_id=change.issue_pk,
-            message_id=m.message_id,
-            cause_message_pk=change.message_pk,
-            envelope_from=verp_address(tracker, m.verp_token),
-            verp_token=m.verp_token,
-            recipient=m.recipient,
-            raw=m.raw,
-            next_attempt_at=notice.when,
-            created_at=notice.when,
-        )
+    # One executemany, not an ORM object per mail: a fan-out writes thousands of rows.
+    rows = [
+        {
+            "tracker_id": row.id,
+            "issue_id": change.issue_pk,
+            "message_id": m.message_id,
+            "cause_message_pk": change.message_pk,
+            "envelope_from": verp_address(tracker, m.verp_token),
+            "verp_token": m.verp_token,
+            "recipient": m.recipient,
+            "raw": m.raw,
+            "next_attempt_at": notice.when,
+            "created_at": notice.when,
+        }
         for m in mails
-    )
-    session.flush()
+    ]
+    session.execute(insert(Outbox), rows)
     return len(mails)
 
 
@@ -324,8 +336,14 @@ def _notice(
     comment: str,
     attachments: tuple[AttachmentData, ...],
 ) -> Notice:
-    issue = session.get_one(Issue, change.issue_pk)
-    author = session.get(User, change.author_pk) if change.author_pk else None
+    # Plain rows: apply() let go of its ORM objects, so getting them back would reload
+    # them, and the author's addresses with a query more.
+    issue = session.execute(
+        select(Issue.number, Issue.title, Issue.status, Issue.thread_root).where(
+            Issue.id == change.issue_pk
+        )
+    ).one()
+    author_name, author_email = _author_of(session, change.author_pk)
     return Notice(
         tracker=tracker,
         hostname=hostname,
@@ -333,8 +351,8 @@ def _notice(
         title=issue.title,
         status=issue.status,
         thread_root=issue.thread_root,
-        author_name=author.name if author else "",
-        author_email=author.email if author else "",
+        author_name=author_name,
+        author_email=author_email,
         cause_id=cause_id,
         comment=comment,
         created=change.created,
@@ -342,3 +360,17 @@ def _notice(
         attachments=attachments,
         when=utcnow(),
     )
+
+
+def _author_of(session: Session, user_pk: int | None) -> tuple[str, str]:
+    """The author's name and first address (the one we write to); ``("", "")`` if none."""
+    if not user_pk:
+        return "", ""
+    row = session.execute(
+        select(User.name, UserAddress.email)
+        .outerjoin(UserAddress, UserAddress.user_id == User.id)
+        .where(User.id == user_pk)
+        .order_by(UserAddress.id)
+        .limit(1)
+    ).first()
+    return (row.name, row.email or "") if row is not None else ("", "")

@@ -30,7 +30,6 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email import policy
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.message import Message
@@ -104,7 +103,7 @@ def _parse(raw: bytes) -> Incoming:
 def _parse_bytes(raw: bytes) -> Message:
     """What ``BytesParser`` returns, fed in chunks: ``BytesParser`` first decodes the whole
     mail into one str and a StringIO (4 bytes a character), about 8x the mail at peak."""
-    parser = BytesFeedParser(policy=policy.default)
+    parser = BytesFeedParser(policy=mh.DEFAULT_POLICY)
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
         parser.feed(view[start : start + _FEED_CHUNK].tobytes())

@@ -266,6 +266,7 @@ def _issue_mail(
             cause_id=incoming.message_id,
             comment=commands.visible,
             attachments=incoming.attachments,
+            base_url=config.web.base_url,
         )
     log.info(
         "<%s> %s/%d by %s (%s)",

@@ -1,4 +1,5 @@
-"""``mailtracker serve``: the SMTP listener and the delivery worker on one event loop.
+"""``mailtracker serve``: the SMTP listener and the delivery worker on one event loop (and
+the LMTP listener, ``lmtp.py``, when ``lmtp.listen`` is set).
 
 The gateway owns the edge's state: the STARTTLS context (built at start, so a bad
 certificate stops ``serve`` with one line) and the connection counts, kept per gateway rather
@@ -20,9 +21,12 @@ from typing import Any
 
 from mailtracker.config import Config, parse_hostport
 from mailtracker.deliver import run_worker
+from mailtracker.lmtp import LmtpListener
 from mailtracker.receive import ConnectionLimits, GatewaySMTP, Handler, tls_context
 from mailtracker.store import Store
 from mailtracker.transport import transport_for
+from mailtracker.web import WebServer
+from mailtracker.web_context import WebContext
 
 __all__ = ["DB_THREADS", "Gateway", "serve_forever"]
 
@@ -35,9 +39,11 @@ SHUTDOWN_GRACE = 60.0
 class Gateway:
     """One running tracker: SMTP server, worker thread pool, delivery worker."""
 
-    def __init__(self, config: Config, *, deliver: bool = True) -> None:
+    def __init__(self, config: Config, *, deliver: bool = True, web: bool = False) -> None:
         self.config = config
         self.deliver = deliver
+        self.serve_web = web and bool(config.web.listen)  # ``serve`` asks for it
+        self.web: WebServer | None = None
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="mailtracker-db")
@@ -46,6 +52,7 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._protocols: set[GatewaySMTP] = set()
         self._worker: asyncio.Task[None] | None = None
+        self.lmtp: LmtpListener | None = None  # with ``lmtp.listen`` set, for an MTA in front
         self._tls: ssl.SSLContext | None = None
         self.limits = ConnectionLimits(
             config.smtp.max_connections, config.smtp.max_connections_per_ip
@@ -66,6 +73,12 @@ class Gateway:
         self.handler = Handler(self.store, self.config, self.executor, self.wake)
         host, port = parse_hostport(self.config.smtp.listen, "smtp.listen", "config")
         self._server = await loop.create_server(self._protocol, host, port)
+        if self.serve_web:
+            self.web = WebServer(WebContext(self.store, self.config, self.executor, self.wake))
+            await self.web.start()
+        if self.config.lmtp.listen:
+            self.lmtp = LmtpListener(self.store, self.config, self.executor, self.wake)
+            await self.lmtp.start()
         if self.deliver:
             self._worker = asyncio.create_task(
                 run_worker(self.store, self.config, self.wake, self.stopping)
@@ -94,10 +107,16 @@ class Gateway:
         """Stop accepting, finish in-flight mail, close connections, stop the worker."""
         if self._server is not None:
             self._server.close()
+        if self.web is not None:  # finishes the requests it is answering
+            await self.web.stop()
+        if self.lmtp is not None:
+            self.lmtp.stop_accepting()
         await self._drain()
         for proto in list(self._protocols):
             if proto.transport is not None:
                 proto.transport.close()
+        if self.lmtp is not None:
+            self.lmtp.close_connections()
         self.stopping.set()
         if self._worker is not None:
             await self._worker
@@ -108,13 +127,18 @@ class Gateway:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE
-        while self.handler and self.handler.in_flight and loop.time() < deadline:
+        while self._in_flight() and loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+    def _in_flight(self) -> int:
+        """Mail being processed now, over SMTP and LMTP."""
+        lmtp = self.lmtp.in_flight if self.lmtp is not None else 0
+        return (self.handler.in_flight if self.handler else 0) + lmtp
 
 
 async def serve_forever(config: Config) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
-    gateway = Gateway(config)
+    gateway = Gateway(config, web=True)
     await gateway.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

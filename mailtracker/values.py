@@ -11,6 +11,7 @@ from enum import Enum
 from typing import NamedTuple
 
 __all__ = [
+    "FORGE_EVIDENCE",
     "AttachmentData",
     "Change",
     "Commands",
@@ -22,6 +23,11 @@ __all__ = [
     "Target",
     "TargetKind",
 ]
+
+
+# The evidence of mail the forge integration writes for a forge's events (forge.py):
+# such a sender is vouched for by a signed webhook, and never joins a nosy list.
+FORGE_EVIDENCE = "forge"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from mailtracker.config import Config
 from mailtracker.models import (
     Address,
+    ForgeLink,
     Issue,
     IssueLabel,
     JournalEntry,
@@ -94,7 +95,15 @@ def issue_json(session: Session, issue: Issue, *, full: bool) -> dict[str, Any]:
     if full:
         data["messages"] = _messages(session, issue.id)
         data["history"] = _history(session, issue.id)
+        data["links"] = _links(session, issue.id)
     return data
+
+
+def _links(session: Session, issue_id: int) -> list[dict[str, Any]]:
+    """Pull requests, commits and comments on a forge that mention the issue."""
+    rows = session.scalars(select(ForgeLink).where(ForgeLink.issue_id == issue_id)
+                           .order_by(ForgeLink.id))
+    return [{"kind": r.kind, "url": r.url, "title": r.title, "state": r.state} for r in rows]
 
 
 def _emails(session: Session, user_ids: Iterable[int | None]) -> dict[int, str]:

@@ -120,6 +120,8 @@ url = "{url}"
 hostname = "tracker.example.org"
 [outgoing]
 maildir = "out"
+[web]
+listen = ""
 [[trackers]]
 name = "bugs"
 address = "bugs@example.org"

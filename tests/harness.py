@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import os
 import re
+import shutil
+import signal
 import smtplib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,12 +33,16 @@ from mailtracker.serve import Gateway
 
 
 @contextmanager
-def running_gateway(config: Config, *, deliver: bool = False) -> Iterator[Gateway]:
-    """Start ``serve``'s gateway on 127.0.0.1 (a free port) and stop it afterwards."""
+def running_gateway(
+    config: Config, *, deliver: bool = False, web: bool = False
+) -> Iterator[Gateway]:
+    """Start ``serve``'s gateway on 127.0.0.1 (a free port) and stop it afterwards; with
+    ``web``, its web server too (on ``config.web.listen``)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    gateway: Gateway = asyncio.run_coroutine_threadsafe(_make(config, deliver), loop).result(30)
+    made = asyncio.run_coroutine_threadsafe(_make(config, deliver, web), loop)
+    gateway: Gateway = made.result(30)
     try:
         asyncio.run_coroutine_threadsafe(gateway.start(), loop).result(60)
         yield gateway
@@ -41,8 +53,8 @@ def running_gateway(config: Config, *, deliver: bool = False) -> Iterator[Gatewa
         loop.close()
 
 
-async def _make(config: Config, deliver: bool) -> Gateway:
-    return Gateway(config, deliver=deliver)
+async def _make(config: Config, deliver: bool, web: bool) -> Gateway:
+    return Gateway(config, deliver=deliver, web=web)
 
 
 def send(
@@ -188,3 +200,194 @@ def lmtp_send(
         return replies[3 + len(rcpts) :]
     finally:
         client.close()
+
+
+# A private Postfix instance (tests/test_postfix.py), configured from the shipped recipe.
+POSTFIX_DOCS = Path(__file__).resolve().parents[1] / "docs" / "postfix"
+APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+APT_GET = ["apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300"]
+# Debian's "No configuration": no /etc/postfix/main.cf, so the system instance has nothing
+# to run even where the package's scripts try to start it.
+DEBCONF = "postfix postfix/main_mailer_type select No configuration\n"
+
+# The test instance around the recipe: private directories, loopback only, no local
+# delivery, and everything not for the tracker relayed to the sink.
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+maillog_file = {root}/postfix.log
+maillog_file_prefixes = {root}
+myhostname = mx.example.org
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+relayhost = [127.0.0.1]:{sink}
+"""
+
+
+def _fail_or_skip(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the Postfix test)")
+    pytest.skip(reason)
+
+
+def ensure_postfix() -> None:
+    """Install postfix and swaks with apt unless both are there; skip where that cannot be."""
+    if shutil.which("postfix", path="/usr/sbin:/usr/bin") and shutil.which("swaks"):
+        return
+    if os.geteuid() != 0:
+        _fail_or_skip("needs root to install and run Postfix")
+    if shutil.which("apt-get") is None:
+        _fail_or_skip("needs apt-get (Debian) to install postfix and swaks")
+    subprocess.run(["debconf-set-selections"], input=DEBCONF.encode(), check=True)
+    with _services_never_start():
+        install = [*APT_GET, "install", "--no-install-recommends", "postfix", "swaks"]
+        if _apt(install).returncode != 0:
+            _apt([*APT_GET, "update"])
+            result = _apt(install)
+            if result.returncode != 0:
+                _fail_or_skip(f"apt-get install postfix swaks failed: {result.stderr[-500:]!r}")
+
+
+def _apt(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, env=APT_ENV, capture_output=True, timeout=600, check=False)
+
+
+class _services_never_start:
+    """Debian's policy-rc.d (invoke-rc.d(8)): exit 101 forbids the package's scripts to
+    start the system's Postfix, which the machine's other services must not meet."""
+
+    path = Path("/usr/sbin/policy-rc.d")
+
+    def __enter__(self) -> None:
+        self.made = not self.path.exists()
+        if self.made:
+            self.path.write_text("#!/bin/sh\nexit 101\n")
+            self.path.chmod(0o755)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.made:
+            self.path.unlink()
+
+
+@dataclass
+class Postfix:
+    """One private Postfix instance (``postfix -c DIR``), started and stopped by this test."""
+
+    root: Path
+    port: int
+    sink: int
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    def command(self, *argv: str) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"{argv}: {done.stderr}\n{self.log()[-3000:]}"
+        return done.stdout
+
+    def configure(self, pipe: dict[str, str]) -> None:
+        """main.cf and master.cf: the test's instance around the shipped recipe."""
+        for sub in ("etc", "queue", "data"):
+            (self.root / sub).mkdir()
+        shutil.chown(self.root / "data", "postfix")
+        recipe = (POSTFIX_DOCS / "main.cf").read_text().replace("/etc/postfix/", f"{self.etc}/")
+        main = MAIN_CF.format(root=self.root, sink=self.sink) + recipe
+        (self.etc / "main.cf").write_text(main)
+        services = (POSTFIX_DOCS / "master.cf").read_text()
+        for old, new in pipe.items():
+            services = services.replace(old, new)
+        (self.etc / "master.cf").write_text(self._stock_services() + services)
+        self.use("", {})
+
+    def _stock_services(self) -> str:
+        """Debian's master.cf, unchrooted (no copies of /etc inside a temporary queue) and
+        with smtpd on the test's port only."""
+        text = Path("/usr/share/postfix/master.cf.dist").read_text()
+        text = re.sub(r"(?m)^smtp +inet .*$", f"127.0.0.1:{self.port} inet n - n - - smtpd", text)
+        return re.sub(r"(?m)^(\S+ +\S+ +\S+ +\S+ +)y ", r"\1n ", text)
+
+    def use(self, name: str, ports: dict[str, str]) -> None:
+        """Install ``docs/postfix/transport.NAME`` (for bugs@ and, alike, docs@) as the map."""
+        text = (POSTFIX_DOCS / f"transport.{name}").read_text() if name else ""
+        for old, new in ports.items():
+            text = text.replace(old, new)
+        lines = [line for line in text.splitlines() if line.startswith("bugs")]
+        text += "".join(line.replace("bugs", "docs", 1) + "\n" for line in lines)
+        (self.etc / "mailtracker_transport").write_text(text)
+        self.command("postmap", "-c", str(self.etc), f"hash:{self.etc}/mailtracker_transport")
+        if (self.root / "queue" / "pid" / "master.pid").exists():
+            self.command("postfix", "-c", str(self.etc), "reload")
+
+    def start(self) -> None:
+        self.command("postfix", "-c", str(self.etc), "start")
+
+    def master_pid(self) -> int | None:
+        pidfile = self.root / "queue" / "pid" / "master.pid"
+        return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+
+    def stop(self) -> None:
+        """Stop by the master's pid; whatever of this instance still runs is killed by pid."""
+        pid = self.master_pid()
+        subprocess.run(["postfix", "-c", str(self.etc), "stop"], capture_output=True, check=False)
+        deadline = time.monotonic() + 20
+        while self._ours() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for left in self._ours():
+            os.kill(left, signal.SIGKILL)
+        assert pid is None or not _alive(pid)
+
+    def _ours(self) -> list[int]:
+        """Live processes of this instance: Postfix passes MAIL_CONFIG to every daemon."""
+        mine = f"MAIL_CONFIG={self.etc}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _alive(int(entry.name)):
+                try:
+                    if mine in (entry / "environ").read_bytes().split(b"\0"):
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+    def log(self) -> str:
+        path = self.root / "postfix.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def queue(self) -> list[dict[str, Any]]:
+        out = self.command("postqueue", "-c", str(self.etc), "-j")
+        return [json.loads(line) for line in out.splitlines()]
+
+    def send(self, raw: bytes, rcpts: list[str], sender: str = "alice@example.com") -> str:
+        """swaks into Postfix; returns the queue id Postfix answered with."""
+        path = self.root / f"mail-{time.monotonic_ns()}.eml"
+        path.write_bytes(raw)
+        server = f"127.0.0.1:{self.port}"
+        argv = ["swaks", "--server", server, "--from", sender, "--to", ",".join(rcpts)]
+        out = self.command(*argv, "--helo", "client.example.com", "--data", f"@{path}")
+        found = re.search(r"<[-~]\s+250 2\.0\.0 Ok: queued as (\w+)", out)
+        assert found, out
+        return found.group(1)
+
+    def wait_log(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """Block until Postfix's log has a line matching ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log())
+            if found or time.monotonic() > deadline:
+                assert found, f"no {pattern!r} in Postfix's log:\n{self.log()[-3000:]}"
+                return found
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie that the machine's init has yet to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

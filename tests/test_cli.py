@@ -83,6 +83,7 @@ def test_show_and_issues_json(config_file: Path, capsys: pytest.CaptureFixture[s
         "updated",
         "messages",
         "history",
+        "links",
     }
     assert shown["created"].endswith("Z")
     assert main(["issues", "-c", c, "--json"]) == 0

@@ -101,6 +101,7 @@ def write_config(tmp_path: Path, db_url: str, smtp_port: int, sink_port: int) ->
     path.write_text(
         f'[database]\nurl = "{db_url}"\n[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
         f'hostname = "tracker.example.org"\n[outgoing]\nsmarthost = "127.0.0.1:{sink_port}"\n'
+        '[web]\nlisten = ""\n'
         f'[[trackers]]\nname = "bugs"\naddress = "bugs@example.org"\ntitle = "Example bugs"\n'
     )
     return path
