@@ -92,6 +92,8 @@ unknown_senders = "register"
 verify_senders = "commands"
 # GitHub repositories ("owner/name") whose PRs and commits link to this tracker.
 github_repos = []
+# Also link forge texts that say e.g. "bpo-42" (empty: only issue42, [issue42], NAME#42).
+reference_prefix = ""
 # The first status is the one a new issue gets.
 statuses = ["new", "open", "pending", "resolved", "closed"]
 priorities = ["low", "normal", "high", "urgent"]

@@ -28,6 +28,7 @@ from mailtracker.config import parse_hostport
 from mailtracker.web_api import ROUTES_API, api_error
 from mailtracker.web_context import WebContext
 from mailtracker.web_downloads import ROUTES_DOWNLOADS
+from mailtracker.web_hooks import ROUTES_HOOKS
 from mailtracker.web_pages import ROUTES_PAGES, render
 from mailtracker.web_write import ApiError
 
@@ -99,7 +100,12 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def make_app(web: WebContext) -> Starlette:
     routes = [
         Route(path, endpoint, methods=methods)
-        for path, endpoint, methods in (*ROUTES_API, *ROUTES_DOWNLOADS, *ROUTES_PAGES)
+        for path, endpoint, methods in (
+            *ROUTES_API,
+            *ROUTES_DOWNLOADS,
+            *ROUTES_PAGES,
+            *ROUTES_HOOKS,
+        )
     ]
     app = Starlette(
         routes=routes,

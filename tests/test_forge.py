@@ -181,3 +181,62 @@ def test_unknown_repositories_and_events_are_ignored(
     }
     assert post(store, forge_config, "issue_comment", comment, "u3")[1]["messages"] == 1
     assert len(show(store)["messages"]) == 2
+
+
+def test_webhook_over_http_on_the_running_server(
+    forge_config: Config, store: Store, issue: None
+) -> None:
+    """The same deliveries POSTed to ``/hooks/github`` on the real web server."""
+    import urllib.error
+    import urllib.request
+
+    from mailtracker.config import WebConfig
+    from tests.harness import running_gateway
+
+    config = replace(
+        forge_config, web=WebConfig(listen="127.0.0.1:0", base_url="https://tracker.example.org")
+    )
+
+    def http(body: bytes, signature: str, delivery: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{gateway.web.port}/hooks/github",
+            data=body,
+            method="POST",
+            headers={
+                "X-GitHub-Event": "pull_request",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": signature,
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    body = json.dumps(pull("opened")).encode()
+    good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with running_gateway(config, web=True) as gateway:
+        assert gateway.web is not None
+        assert http(body, "sha256=" + "0" * 64, "h1")[0] == 401
+        assert http(body, good, "h2") == (200, {"status": "ok", "messages": 1})
+        assert http(body, good, "h2") == (200, {"status": "duplicate delivery"})
+    assert show(store)["links"][0]["state"] == "open"
+
+
+def test_issue_page_lists_the_links(forge_config: Config, store: Store, issue: None) -> None:
+    import urllib.request
+
+    from mailtracker.config import WebConfig
+    from tests.harness import running_gateway
+
+    post(store, forge_config, "pull_request", pull("opened"), "w1")
+    config = replace(forge_config, web=WebConfig(listen="127.0.0.1:0"))
+    with running_gateway(config, web=True) as gateway:
+        assert gateway.web is not None
+        url = f"http://127.0.0.1:{gateway.web.port}/bugs/1"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            page = response.read().decode()
+    assert "Pull requests and commits" in page
+    assert f'href="https://github.com/{REPO}/pull/7"' in page and "(pull, open)" in page
