@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args, config)
     except ConfigError as exc:
         print(f"mailtracker: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        # An MTA bounces mail on EX_CONFIG; a broken configuration is ours to fix, so the
+        # mail waits in its queue (EX_TEMPFAIL) until we have.
+        return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:

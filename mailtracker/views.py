@@ -101,8 +101,9 @@ def issue_json(session: Session, issue: Issue, *, full: bool) -> dict[str, Any]:
 
 def _links(session: Session, issue_id: int) -> list[dict[str, Any]]:
     """Pull requests, commits and comments on a forge that mention the issue."""
-    rows = session.scalars(select(ForgeLink).where(ForgeLink.issue_id == issue_id)
-                           .order_by(ForgeLink.id))
+    rows = session.scalars(
+        select(ForgeLink).where(ForgeLink.issue_id == issue_id).order_by(ForgeLink.id)
+    )
     return [{"kind": r.kind, "url": r.url, "title": r.title, "state": r.state} for r in rows]
 
 
@@ -165,14 +166,25 @@ def _history(session: Session, issue_id: int) -> list[dict[str, Any]]:
         )
     )
     emails = _emails(session, (e.actor_id for e in entries))
+    causes = _message_ids(session, [e.message_pk for e in entries if e.message_pk])
     return [
         {
             "date": iso(e.created_at),
             "actor": emails.get(e.actor_id) if e.actor_id else None,
             "changes": e.changes,
+            "message_id": causes.get(e.message_pk) if e.message_pk else None,
         }
         for e in entries
     ]
+
+
+def _message_ids(session: Session, pks: list[int]) -> dict[int, str]:
+    """The Message-ID of the mail behind each change: the reason it was made (for a forge
+    change, the message naming the pull request or commit)."""
+    if not pks:
+        return {}
+    rows = session.execute(select(Message.id, Message.message_id).where(Message.id.in_(pks)))
+    return {pk: mid for pk, mid in rows}
 
 
 def users_json(session: Session) -> list[dict[str, Any]]:

@@ -123,6 +123,7 @@ def test_bad_config_is_one_line_naming_key_and_file(
     path.write_text('[smtp]\nlisten_on = "x"\n')
     assert main(["issues", "-c", str(path)]) == 78
     assert "unknown key 'smtp.listen_on'" in capsys.readouterr().err
+    assert main(["ingest", "-c", str(path)]) == 75  # an MTA keeps the mail queued
 
 
 def test_init_writes_a_config_that_loads(

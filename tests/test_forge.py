@@ -142,6 +142,8 @@ def test_pull_request_is_linked_once_with_follow_ups(
         {"property": "status", "old": "new", "new": "resolved"}
     ]
     assert shown["history"][-1]["actor"] == "bugs-forge@tracker.example.org"
+    reason = shown["history"][-1]["message_id"]
+    assert [m["message_id"] for m in shown["messages"]][-1] == reason  # the link's message
     assert f"Closed by https://github.com/{REPO}/pull/7" in shown["messages"][-1]["body"]
 
 
