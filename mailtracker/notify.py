@@ -160,6 +160,7 @@ def _body(notice: Notice, reason: str) -> str:
                 "content_type": a.content_type,
                 "size": a.size,
                 "attached": a.sha256 in attached,
+                "url": _attachment_url(notice, a.sha256),
             }
             for a in notice.attachments
         ],
@@ -168,6 +169,14 @@ def _body(notice: Notice, reason: str) -> str:
         reason=reason,
         tracker=notice.tracker,
     )
+
+
+def _attachment_url(notice: Notice, sha256: str) -> str:
+    """Where the web server serves an attachment too large to send to everyone."""
+    if not notice.base_url:
+        return ""
+    base = notice.base_url.rstrip("/")
+    return f"{base}/{notice.tracker.name}/{notice.number}/attachments/{sha256}"
 
 
 def _author_line(notice: Notice) -> str:

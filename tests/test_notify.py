@@ -89,11 +89,14 @@ def test_large_attachments_are_listed_not_sent() -> None:
     part = AttachmentData(
         "dump.bin", "application/octet-stream", big, hashlib.sha256(big).hexdigest()
     )
-    message = parsed(render(notice(attachments=(part,)), (Addressee("a@example.com"),))[0].raw)
+    with_web = notice(attachments=(part,), base_url="https://tracker.example.org/")
+    message = parsed(render(with_web, (Addressee("a@example.com"),))[0].raw)
     assert list(message.iter_attachments()) == []
     body = message.get_body(("plain",))
     assert body is not None
-    assert "dump.bin (application/octet-stream, 100.0 KB), not attached" in body.get_content()
+    text = body.get_content()
+    assert "dump.bin (application/octet-stream, 100.0 KB), not attached" in text
+    assert f"https://tracker.example.org/bugs/42/attachments/{part.sha256}" in text
 
 
 def test_new_issue_and_changes_are_said_above_the_comment() -> None:
