@@ -13,6 +13,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -391,3 +392,22 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def start_serve(config_path: Path, port: int, *, log: bool = False) -> subprocess.Popen[bytes]:
+    """``mailtracker serve`` as its own process, once its SMTP port answers; with ``log``
+    its stderr is kept for the test to read."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailtracker", "serve", "-c", str(config_path)],
+        env=env,
+        stderr=subprocess.PIPE if log else subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            smtplib.SMTP("127.0.0.1", port, timeout=5).quit()
+            return proc
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)

@@ -190,9 +190,8 @@ def test_outbox_and_deliver_once(config_file: Path, capsys: pytest.CaptureFixtur
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     import signal
     import smtplib
-    import time
 
-    from tests.harness import free_port
+    from tests.harness import free_port, start_serve
 
     port = free_port()
     path = tmp_path / "mailtracker.toml"
@@ -200,21 +199,9 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     path.write_text(
         CONFIG_FILE.format(url=db).replace("[smtp]\n", f'[smtp]\nlisten = "127.0.0.1:{port}"\n')
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailtracker", "serve", "-c", str(path)],
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    proc = start_serve(path, port, log=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client = smtplib.SMTP("127.0.0.1", port, timeout=30)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        client = smtplib.SMTP("127.0.0.1", port, timeout=30)
         with client:
             reply = client.sendmail(
                 "alice@example.com", ["bugs@example.org"], (MESSAGES / "new-issue.eml").read_bytes()

@@ -3,11 +3,8 @@ two gateways sharing one PostgreSQL database, a smarthost that is down."""
 
 from __future__ import annotations
 
-import os
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,7 +22,7 @@ from mailtracker.config import Config
 from mailtracker.models import Issue, Message, Nosy, Outbox
 from mailtracker.store import Store
 from tests.conftest import MESSAGES
-from tests.harness import free_port, running_gateway, send
+from tests.harness import free_port, running_gateway, send, start_serve
 from tests.inspect_db import count, show
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,23 +102,6 @@ def write_config(tmp_path: Path, db_url: str, smtp_port: int, sink_port: int) ->
         f'[[trackers]]\nname = "bugs"\naddress = "bugs@example.org"\ntitle = "Example bugs"\n'
     )
     return path
-
-
-def start_serve(config_path: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailtracker", "serve", "-c", str(config_path)],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            smtplib.SMTP("127.0.0.1", port, timeout=5).quit()
-            return proc
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
 
 
 def wait_until(predicate: Any, seconds: float = 60.0) -> None:
