@@ -201,8 +201,9 @@ def _record(
         return []
     outcomes = [(claim, *_outcome(claim, error, now)) for claim, error in tried]
     with store.write() as session:
+        conn = session.connection()  # plain UPDATEs: no ORM objects to keep in step
         owned = [
-            session.execute(_fenced(claim).values(**values).returning(Outbox.id)).first()
+            conn.execute(_fenced(claim).values(**values).returning(Outbox.id)).first()
             for claim, _, values in outcomes
         ]
     for (claim, kind, values), mine in zip(outcomes, owned, strict=True):

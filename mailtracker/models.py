@@ -115,6 +115,9 @@ class Issue(Base):
         UniqueConstraint("tracker_id", "number"),
         Index(None, "tracker_id", "status"),
         Index(None, "reporter_id", "created_at"),
+        # Threading asks for (tracker, thread root); without ANALYZE statistics SQLite took
+        # the (tracker, number) key instead and scanned every issue: 17 ms a mail at 100,000 issues.
+        Index(None, "tracker_id", "thread_root"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     tracker_id: Mapped[int] = mapped_column(ForeignKey("trackers.id"))

@@ -1,0 +1,180 @@
+"""The bench's table: each figure next to what it is compared with and the issue's target.
+
+Why rows as data: the same rows are printed, written to the JSON and pasted into
+``docs/performance.md``, so the document cannot say something the run did not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from scenarios import Settings
+
+__all__ = ["rows", "settings_json", "table"]
+
+Row = dict[str, str]
+
+
+def settings_json(settings: Settings) -> dict[str, Any]:
+    data = asdict(settings)
+    data["workdir"] = str(settings.workdir)
+    return data
+
+
+def _row(
+    measure: str,
+    value: str,
+    against: str = "",
+    ratio: str = "",
+    target: str = "",
+    met: bool | None = None,
+) -> Row:
+    verdict = "" if met is None else ("yes" if met else "NO")
+    return {
+        "measure": measure,
+        "value": value,
+        "against": against,
+        "ratio": ratio,
+        "target": target,
+        "met": verdict,
+    }
+
+
+def _ingest_rows(data: dict[str, Any]) -> list[Row]:
+    out = []
+    for conns in (1, 4):
+        block = data[f"{conns}_connections"]
+        ceiling = block["ceiling"]["mails_per_s"]
+        for mode in ("sqlite", "postgresql"):
+            if mode not in block:
+                continue
+            value = block[mode]["mails_per_s"]
+            ratio = value / ceiling if ceiling else 0.0
+            target = conns == 4 and mode == "sqlite"
+            out.append(
+                _row(
+                    f"ingest {mode}, {conns} conn",
+                    f"{value:.0f} mails/s",
+                    f"ceiling {ceiling:.0f}/s",
+                    f"{ratio:.3f}",
+                    "≥ 0.5" if target else "",
+                    (ratio >= 0.5) if target else None,
+                )
+            )
+    lat = data["latency"]
+    for mode in ("ceiling", "sqlite", "postgresql"):
+        if mode in lat:
+            f = lat[mode]
+            out.append(
+                _row(
+                    f"latency {mode} at {lat['offered_per_s']:.0f}/s",
+                    f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms",
+                )
+            )
+    return out
+
+
+def _growth_rows(data: dict[str, Any]) -> list[Row]:
+    sizes = sorted(int(k.split("-")[1]) for k in data if k.startswith("stored-"))
+    empty = data[f"stored-{sizes[0]}"]
+    out = []
+    for size in sizes:
+        f = data[f"stored-{size}"]
+        rate = f["throughput"]["mails_per_s"]
+        ratio = rate / empty["throughput"]["mails_per_s"]
+        largest = size == sizes[-1] and size != sizes[0]
+        p99 = f["latency"]["p99_ms"]
+        out.append(
+            _row(
+                f"growth, {size:,} stored",
+                f"{rate:.0f} mails/s, p99 {p99:.1f} ms",
+                f"{sizes[0]:,} stored",
+                f"{ratio:.2f}",
+                "≥ 0.8" if largest else "",
+                (ratio >= 0.8) if largest else None,
+            )
+        )
+    return out
+
+
+def _fanout_rows(data: dict[str, Any]) -> list[Row]:
+    who = f"{data['nosy']:,} nosy + {data['subscribers']:,} subscribers"
+    rendered = data["rendered_in_outbox_s"]
+    delivered = data["delivered_s"]
+    return [
+        _row(f"fan-out rendered, {who}", f"{rendered:.2f} s", target="< 10 s", met=rendered < 10),
+        _row(
+            f"fan-out delivered to sink, {who}",
+            f"{delivered:.2f} s" if delivered is not None else "not all delivered",
+        ),
+    ]
+
+
+def _memory_rows(data: dict[str, Any]) -> list[Row]:
+    size = data["mail_bytes"] / 1e6
+    out = []
+    names = {"serve": "serve", "ingest": "ingest", "ceiling": "the null server"}
+    for how, name in names.items():
+        f = data[how]
+        target = how != "ceiling"
+        out.append(
+            _row(
+                f"memory, {size:.0f} MB mail via {name}",
+                f"peak {f['peak_rss_mb']:.0f} MB (from {f['rss_before_mb']:.0f} MB)",
+                "mail size",
+                f"{f['multiple_of_mail']:.2f}×",
+                "≤ 3×" if target else "",
+                (f["multiple_of_mail"] <= 3) if target else None,
+            )
+        )
+    return out
+
+
+def _pipe_rows(data: dict[str, Any]) -> list[Row]:
+    one, two = data["1_at_a_time"], data["2_at_a_time"]
+    return [
+        _row(
+            "pipe mode, 1 at a time",
+            f"{one['mails_per_s']:.1f} mails/s",
+            f"{one['ms_per_mail']:.0f} ms/mail",
+            target="≥ 20/s",
+            met=one["mails_per_s"] >= 20,
+        ),
+        _row(
+            "pipe mode, 2 at a time",
+            f"{two['mails_per_s']:.1f} mails/s",
+            f"{two['ms_per_mail']:.0f} ms/mail",
+        ),
+    ]
+
+
+_BUILDERS = {
+    "ingest": _ingest_rows,
+    "growth": _growth_rows,
+    "fanout": _fanout_rows,
+    "memory": _memory_rows,
+    "pipe": _pipe_rows,
+}
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for name, build in _BUILDERS.items():
+        if name in results:
+            out.extend(build(results[name]))
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table (readable in a terminal, pasteable into the docs)."""
+    head = ["measure", "value", "against", "ratio", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in results["table"]:
+        lines.append("| " + " | ".join(row[h] for h in head) + " |")
+    m = results["machine"]
+    lines.append(
+        f"\n{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}, "
+        f"SQLite {m['sqlite']}; {results['seconds']:.0f} s"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Servers under test, each in its own process: ``mailtracker serve`` and the null server.
+
+Why processes: the client must not share a GIL with what it measures, and ``serve`` is
+measured as operators run it (its own event loop, thread pool and delivery worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from mix import AUTHSERV, TRACKER
+
+__all__ = [
+    "HERE",
+    "PYTHON",
+    "ROOT",
+    "Server",
+    "drain",
+    "free_port",
+    "null_server",
+    "postgres_database",
+    "serve",
+    "write_config",
+]
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PYTHON = sys.executable
+MAILTRACKER = str(Path(PYTHON).with_name("mailtracker"))
+PG_ADMIN = os.environ.get(
+    "MAILTRACKER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process and the port it listens on."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    url: str = ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def rss_kb(self, field: str = "VmRSS") -> int:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise LookupError(field)
+
+
+def _wait_listening(server: Server, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            code = server.process.returncode
+            raise RuntimeError(f"{server.name} exited with {code}; see {server.log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), 1) as sock:
+                if sock.recv(512).startswith(b"220"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not start; see {server.log.name}")
+
+
+def _start(name: str, argv: list[str], port: int, workdir: Path) -> Server:
+    log = (workdir / f"{name}.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    server = Server(name, port, process, log)
+    try:
+        _wait_listening(server)
+    except RuntimeError:
+        server.stop()  # never leave a half-started server behind
+        raise
+    return server
+
+
+def null_server(workdir: Path, counting: bool = False) -> Server:
+    port = free_port()
+    argv = [PYTHON, str(HERE / "nullserver.py"), str(port), *(["--count"] if counting else [])]
+    return _start("null" + ("-sink" if counting else ""), argv, port, workdir)
+
+
+def write_config(workdir: Path, url: str, port: int, smarthost: str = "") -> Path:
+    """A tracker configured as a site would be, plus what the bench needs: trusted
+    Authentication-Results (so commands are verified without DNS), limits that a bench
+    of a few thousand mails from 400 senders cannot reach (their queries still run), and
+    no web listener (several gateways run at once; the web is not on the mail path)."""
+    outgoing = f'smarthost = "{smarthost}"' if smarthost else f'maildir = "{workdir / "outgoing"}"'
+    text = f"""
+[database]
+url = "{url}"
+
+[smtp]
+listen = "127.0.0.1:{port}"
+hostname = "tracker.bench.example"
+max_connections = 200
+max_connections_per_ip = 100
+
+[outgoing]
+{outgoing}
+
+[web]
+listen = ""
+
+[authentication]
+trusted_authserv_ids = ["{AUTHSERV}"]
+verify_dkim = false
+
+[limits]
+new_issues_per_hour = 1000000
+messages_per_issue_per_hour = 1000000
+automatic_per_issue_per_day = 1000000
+
+[[trackers]]
+name = "tracker"
+address = "{TRACKER}"
+title = "Bench tracker"
+"""
+    path = workdir / "mailtracker.toml"
+    path.write_text(text)
+    return path
+
+
+def serve(name: str, workdir: Path, url: str, smarthost: str = "") -> Server:
+    """``mailtracker serve`` on ``url`` in ``workdir``; outgoing mail to ``smarthost``, or
+    to a Maildir there."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_config(workdir, url, port, smarthost)
+    server = _start(name, [MAILTRACKER, "serve", "-c", str(config)], port, workdir)
+    server.url = url
+    return server
+
+
+def drain(server: Server, limit: float = 120.0) -> None:
+    """Wait until ``server`` has delivered its outbox, so the notifications of one round
+    are not sent on the next round's (another server's) time."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.url)
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                queued = conn.scalar(text("SELECT count(*) FROM outbox WHERE status = 'queued'"))
+            if not queued:
+                return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
+def postgres_database(name: str) -> str | None:
+    """A fresh PostgreSQL database for the bench, or ``None`` when the server is not there."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    except OperationalError:
+        return None
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres_database(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
