@@ -148,10 +148,14 @@ def _ensure_forge_user(session: Session, config: Config, tracker: TrackerConfig)
         queries.create_user(session, address, "GitHub", "developer")
 
 
-def _is_news(session: Session, issue_id: int, event: ForgeEvent) -> bool:
-    link = session.scalar(
-        select(ForgeLink).where(ForgeLink.issue_id == issue_id, ForgeLink.key == event.key)
+def _find_link(session: Session, issue_id: int, key: str) -> ForgeLink | None:
+    return session.scalar(
+        select(ForgeLink).where(ForgeLink.issue_id == issue_id, ForgeLink.key == key)
     )
+
+
+def _is_news(session: Session, issue_id: int, event: ForgeEvent) -> bool:
+    link = _find_link(session, issue_id, event.key)
     return link is None or link.state != event.state
 
 
@@ -162,9 +166,7 @@ def _record_link(store: Store, tracker: TrackerConfig, number: int, event: Forge
             session, queries.tracker_row(session, tracker.name).id, number
         )
         assert issue is not None
-        link = session.scalar(
-            select(ForgeLink).where(ForgeLink.issue_id == issue.id, ForgeLink.key == event.key)
-        )
+        link = _find_link(session, issue.id, event.key)
         if link is None:
             session.add(
                 ForgeLink(

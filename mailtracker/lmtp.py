@@ -36,7 +36,13 @@ from mailtracker.addresses import classify
 from mailtracker.config import Config, lmtp_socket_path, parse_hostport
 from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process
-from mailtracker.receive import ConnectionLimits, GatewaySMTP, Handler, process_timeout
+from mailtracker.receive import (
+    ConnectionLimits,
+    GatewaySMTP,
+    Handler,
+    edge_options,
+    process_timeout,
+)
 from mailtracker.store import Store
 from mailtracker.values import Envelope
 
@@ -214,16 +220,7 @@ class LmtpListener:
         log.info("LMTP listening on %s", self.where)
 
     def _protocol(self) -> GatewayLMTP:
-        smtp = self.config.smtp
-        proto = GatewayLMTP(
-            self.handler,
-            limits=self.limits,
-            hostname=smtp.hostname,
-            ident="mailtracker",
-            data_size_limit=smtp.max_message_size,
-            enable_SMTPUTF8=True,
-            timeout=float(smtp.command_timeout),
-        )
+        proto = GatewayLMTP(self.handler, limits=self.limits, **edge_options(self.config.smtp))
         self._protocols = {p for p in self._protocols if p.transport is not None}
         self._protocols.add(proto)
         return proto

@@ -313,3 +313,14 @@ class Handler:
         except TimeoutError:
             log.warning("processing took longer than %g s; answered 451", bound)
             return Outcome("451 4.3.0 The tracker is too busy; try again later", 75)
+
+
+def edge_options(smtp: SmtpConfig) -> dict[str, Any]:
+    """The aiosmtpd options SMTP and LMTP listeners share (identity, size, timeout)."""
+    return {
+        "hostname": smtp.hostname,
+        "ident": "mailtracker",
+        "data_size_limit": smtp.max_message_size,
+        "enable_SMTPUTF8": True,
+        "timeout": float(smtp.command_timeout),
+    }

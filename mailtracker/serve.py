@@ -22,7 +22,13 @@ from typing import Any
 from mailtracker.config import Config, parse_hostport
 from mailtracker.deliver import run_worker
 from mailtracker.lmtp import LmtpListener
-from mailtracker.receive import ConnectionLimits, GatewaySMTP, Handler, tls_context
+from mailtracker.receive import (
+    ConnectionLimits,
+    GatewaySMTP,
+    Handler,
+    edge_options,
+    tls_context,
+)
 from mailtracker.store import Store
 from mailtracker.transport import transport_for
 from mailtracker.web import WebServer
@@ -91,13 +97,9 @@ class Gateway:
         proto = GatewaySMTP(
             self.handler,
             limits=self.limits,
-            hostname=smtp.hostname,
-            ident="mailtracker",
-            data_size_limit=smtp.max_message_size,
-            enable_SMTPUTF8=True,
             tls_context=self._tls,
             require_starttls=smtp.require_tls,  # RFC 3207 4: 530 until STARTTLS
-            timeout=float(smtp.command_timeout),
+            **edge_options(smtp),
         )
         self._protocols = {p for p in self._protocols if p.transport is not None}
         self._protocols.add(proto)
