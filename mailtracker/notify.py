@@ -321,10 +321,11 @@ def queue_notifications(
 
 def _addressees(session: Session, change: Change, tracker: TrackerConfig) -> list[Addressee]:
     """Each recipient with the tokens of their own reply and unsubscribe addresses."""
-    reply = tokens.minter(session, tracker.name, change.number)
+    secret = tokens.current_key(session).secret  # one lookup for all three kinds of token
+    reply = tokens.minter(session, tracker.name, change.number, secret)
     leave = {
-        "nosy": tokens.unsubscribe_minter(session, tracker.name, str(change.number)),
-        "all": tokens.unsubscribe_minter(session, tracker.name, "all"),
+        "nosy": tokens.unsubscribe_minter(session, tracker.name, str(change.number), secret),
+        "all": tokens.unsubscribe_minter(session, tracker.name, "all", secret),
     }
     leave["new"] = leave["all"]
     owners = store.user_ids_by_address(session, (r.email for r in change.recipients))

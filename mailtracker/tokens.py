@@ -55,9 +55,10 @@ def current_key(session: Session) -> SigningKey:
     return key
 
 
-def minter(session: Session, tracker: str, number: int) -> Callable[[int], str]:
-    """Makes the tokens of one issue's notifications: one key lookup for any fan-out."""
-    secret = current_key(session).secret
+def minter(session: Session, tracker: str, number: int, secret: str = "") -> Callable[[int], str]:
+    """Makes the tokens of one issue's notifications: one key lookup for any fan-out (none
+    when the caller already has the current ``secret``)."""
+    secret = secret or current_key(session).secret
     return lambda user_id: f"{user_id}-{_mac(secret, tracker, number, user_id)}"
 
 
@@ -66,16 +67,20 @@ def token_user(session: Session, tracker: str, number: int, token: str) -> int |
     user, _, mac = token.lower().partition("-")
     if not user.isdigit() or len(mac) != _MAC_LENGTH:
         return None
-    oldest = utcnow() - GRACE
-    keys = session.scalars(
-        select(SigningKey).where(
-            (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > oldest)
-        )
-    )
+    keys = _honoured_keys(session)
     for key in keys:
         if hmac.compare_digest(_mac(key.secret, tracker, number, int(user)), mac):
             return int(user)
     return None
+
+
+def _honoured_keys(session: Session) -> list[SigningKey]:
+    """The current key and those retired less than ``GRACE`` ago."""
+    oldest = utcnow() - GRACE
+    query = select(SigningKey).where(
+        (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > oldest)
+    )
+    return list(session.scalars(query))
 
 
 def rotate(session: Session) -> SigningKey:
@@ -89,10 +94,12 @@ def rotate(session: Session) -> SigningKey:
     return key
 
 
-def unsubscribe_minter(session: Session, tracker: str, scope: str) -> Callable[[int], str]:
+def unsubscribe_minter(
+    session: Session, tracker: str, scope: str, secret: str = ""
+) -> Callable[[int], str]:
     """Tokens for a notification's one-click ``List-Unsubscribe`` address (RFC 8058 by
     mail): ``scope`` is ``all`` for a tracker subscription or the issue number for nosy."""
-    secret = current_key(session).secret
+    secret = secret or current_key(session).secret
     return lambda user_id: f"{user_id}-{scope}-{_mac(secret, tracker, _scope_key(scope), user_id)}"
 
 
@@ -102,12 +109,7 @@ def unsubscribe_target(session: Session, tracker: str, token: str) -> tuple[int,
     scope, _, mac = rest.partition("-")
     if not user.isdigit() or not (scope == "all" or scope.isdigit()):
         return None
-    oldest = utcnow() - GRACE
-    keys = session.scalars(
-        select(SigningKey).where(
-            (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > oldest)
-        )
-    )
+    keys = _honoured_keys(session)
     for key in keys:
         expected = _mac(key.secret, tracker, _scope_key(scope), int(user))
         if len(mac) == _MAC_LENGTH and hmac.compare_digest(expected, mac):
