@@ -319,13 +319,35 @@ def quarantine_list(store: Store, include_done: bool, as_json: bool) -> int:
     return EX_OK
 
 
-def quarantine_show(store: Store, quarantine_id: int) -> int:
+def quarantine_show(store: Store, quarantine_id: int, as_json: bool) -> int:
+    """The error, mail-parser's diagnosis of the raw mail (``diagnose.py``), and the mail."""
     from mailtracker import quarantine
+    from mailtracker.diagnose import diagnose
+    from mailtracker.views import iso
 
     found = quarantine.entry(store, quarantine_id)
     if found is None:
         print(f"mailtracker: there is no quarantined mail {quarantine_id}", file=sys.stderr)
         return EX_DATAERR
+    diagnosis = diagnose(found.raw)
+    mail = found.raw.decode("utf-8", "replace")
+    if as_json:
+        _print_json(
+            {
+                "id": found.id,
+                "message_id": found.message_id,
+                "received": iso(found.created_at),
+                "status": found.status,
+                "mail_from": found.mail_from,
+                "rcpt_tos": list(found.rcpt_tos),
+                "error": (found.error.strip().splitlines() or [""])[-1],
+                "traceback": found.error.rstrip(),
+                "outcome": found.outcome,
+                "diagnosis": diagnosis.to_json(),
+                "mail": mail,
+            }
+        )
+        return EX_OK
     print(
         f"quarantine {found.id}: <{found.message_id}> from <{found.mail_from}> "
         f"to {', '.join(found.rcpt_tos)}, {found.status}"
@@ -333,8 +355,10 @@ def quarantine_show(store: Store, quarantine_id: int) -> int:
     if found.outcome:
         print(f"last retry: {found.outcome}")
     print(found.error.rstrip())
+    print("--- diagnosis (mail-parser) ---")
+    print("\n".join(diagnosis.lines()))
     print("--- the mail ---")
-    print(found.raw.decode("utf-8", "replace"))
+    print(mail)
     return EX_OK
 
 

@@ -110,8 +110,11 @@ def _quarantine_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     listing = _add(q_sub, common, "list", "list quarantined mail", _quarantine_list)
     listing.add_argument("--all", action="store_true", help="include mail retried already")
     listing.add_argument("--json", action="store_true")
-    show = _add(q_sub, common, "show", "the error and the mail", _quarantine_show)
+    show = _add(
+        q_sub, common, "show", "the error, a diagnosis of the mail, the mail", _quarantine_show
+    )
     show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
     retry = _add(q_sub, common, "retry", "run a quarantined mail again", _quarantine_retry)
     retry.add_argument("id", type=int)
 
@@ -283,7 +286,7 @@ def _quarantine_list(args: argparse.Namespace, config: Config) -> int:
 def _quarantine_show(args: argparse.Namespace, config: Config) -> int:
     from mailtracker.actions import quarantine_show
 
-    return quarantine_show(_open_store(config), args.id)
+    return quarantine_show(_open_store(config), args.id, args.json)
 
 
 def _quarantine_retry(args: argparse.Namespace, config: Config) -> int:
