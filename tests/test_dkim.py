@@ -24,15 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailtracker.authresults import Evidence, aligned, parse_authentication_results, parse_header
 from mailtracker.config import OutgoingConfig
 from mailtracker.dkimcheck import (
     DnsFunc,
-    Evidence,
-    aligned,
     check_signatures,
     dns_resolver,
-    parse_authentication_results,
-    parse_header,
     static_resolver,
     verify_dkim,
 )
