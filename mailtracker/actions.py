@@ -11,9 +11,8 @@ import json
 import mailbox
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailtracker.config import Config
 from mailtracker.limits import UNLIMITED
+from mailtracker.pipe import envelope_sender
 from mailtracker.store import Store
+from mailtracker.sysexits import EX_DATAERR, EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from mailtracker.values import Envelope
 
-__all__ = ["import_path", "ingest", "list_issues", "show_issue", "user_add", "user_list"]
-
-EX_OK, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL = 0, 65, 66, 70, 75
+__all__ = ["import_path", "ingest_here", "list_issues", "show_issue", "user_add", "user_list"]
 
 
-def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | None) -> int:
-    """One mail from an MTA pipe; the exit code is the verdict (sysexits)."""
+def ingest_here(config: Config, raw: bytes, envelope: Envelope) -> int:
+    """One mail from an MTA pipe, through the pipeline in this process (``pipe.ingest``)."""
     from mailtracker.pipeline import process
 
-    envelope = Envelope(
-        mail_from=_sender(raw, sender), rcpt_tos=tuple(recipients) or (config.trackers[0].address,)
-    )
     try:
         store = Store.open(config)
     except DBAPIError as exc:
@@ -48,21 +44,6 @@ def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | 
     if not outcome.accepted:
         print(f"mailtracker: {outcome.reply[4:]}", file=sys.stderr)
     return outcome.exit_code
-
-
-def _sender(raw: bytes, given: str | None) -> str:
-    """The envelope sender: as the MTA passed it, else the Return-Path it wrote, else From.
-
-    Postfix's pipe(8) adds Return-Path with its ``R`` flag; a null Return-Path (``<>``)
-    marks a bounce and must stay null so that it is never answered.
-    """
-    if given is not None:
-        return given.strip("<>")
-    headers = BytesHeaderParser().parsebytes(raw[:65536])
-    return_path = headers.get("Return-Path")
-    if return_path is not None:
-        return str(return_path).strip().strip("<>")
-    return str(headers.get("From", "unknown@invalid"))
 
 
 def import_path(config: Config, path: Path, tracker: str | None, notify: bool) -> int:
@@ -97,7 +78,7 @@ def _import_all(
     counts: Counter[str] = Counter()
     total, messages = _messages(path)
     for i, raw in enumerate(messages, 1):
-        envelope = Envelope(_sender(raw, None), (address,))
+        envelope = Envelope(envelope_sender(raw, None), (address,))
         outcome = process(store, config, raw, envelope, notify=notify)
         counts[_verdict(outcome.reply)] += 1
         if not outcome.accepted:

@@ -1,68 +1,137 @@
 """The ``mailtracker`` command (INTERFACE.md): one sub-command per job, ``-c FILE`` anywhere.
 
-Heavy modules are imported inside the commands that need them, so that ``ingest``, which an
-MTA starts once per mail, pays only for what it uses.
+Heavy modules are imported inside the commands that need them. ``ingest``, which an MTA
+starts once per mail, has a path of its own (``_ingest_main``): when the running gateway
+takes the mail over LMTP, the process loads neither the configuration's dataclasses nor
+logging nor the other sub-commands' parsers (docs/performance.md, "Pipe mode").
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from mailtracker.config import Config, load_config
 from mailtracker.errors import ConfigError
+from mailtracker.sysexits import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
+
+TYPE_CHECKING = False  # typing and the config dataclasses cost a piped ingest 15 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mailtracker.config import Config
 
 __all__ = ["main"]
 
-EX_USAGE, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 64, 70, 75, 78
-Handler = Callable[[argparse.Namespace, Config], int]
+Handler = Callable[[argparse.Namespace, "Config"], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if _command_of(words) == "ingest":
+        return _ingest_main(words)
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EX_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_to_stderr(args.verbose)
     if args.command == "init":
         from mailtracker.initialize import init
 
         return init(args.directory)
+    from mailtracker.config import load_config
+
     try:
         config = load_config(args.config)
         func: Handler = args.func
         return func(args, config)
     except ConfigError as exc:
         print(f"mailtracker: {exc}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def _ingest_main(words: list[str]) -> int:
+    """``ingest``: to the running gateway if the configuration names one that answers, else
+    through the pipeline here. Only the ``ingest`` parser is built: argparse translates every
+    help text, and the other thirty sub-commands would cost an MTA's process 10 ms."""
+    args = _ingest_only_parser().parse_args(words)
+    raw = sys.stdin.buffer.read()
+    if args.verbose:
+        _log_to_stderr(True)
+    from mailtracker import pipe
+
+    verdict = pipe.to_gateway(args.config, raw, args.recipient, args.sender)
+    if verdict is not None:
+        return verdict
+    _log_to_stderr(args.verbose)
+    from mailtracker.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mailtracker: {exc}", file=sys.stderr)
         # An MTA bounces mail on EX_CONFIG; a broken configuration is ours to fix, so the
         # mail waits in its queue (EX_TEMPFAIL) until we have.
-        return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
+        return EX_TEMPFAIL
+    return pipe.ingest(config, raw, args.recipient, args.sender)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _log_to_stderr(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _command_of(words: Sequence[str]) -> str | None:
+    """The sub-command: the first word that is neither an option nor ``-c``'s value."""
+    value_follows = False
+    for word in words:
+        if value_follows:
+            value_follows = False
+        elif word in ("-c", "--config"):
+            value_follows = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser]:
+    """The ``mailtracker`` parser, its sub-command table, and the options every one takes."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", metavar="FILE", help="configuration file")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     parser = argparse.ArgumentParser(
         prog="mailtracker", description="An email-first issue tracker.", parents=[common]
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser, parser.add_subparsers(dest="command", metavar="COMMAND"), common
+
+
+def _ingest_only_parser() -> argparse.ArgumentParser:
+    parser, sub, common = _top_parser()
+    _ingest_parser(sub, common)
+    return parser
+
+
+def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    text = "one message from stdin, as an MTA pipe"  # run by _ingest_main, not by a func
+    ingest = sub.add_parser("ingest", parents=[common], help=text, description=text)
+    ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR")
+    ingest.add_argument("--sender", metavar="ADDR", help="envelope sender (MAIL FROM)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser, sub, common = _top_parser()
     init = sub.add_parser("init", parents=[common], help="write a commented mailtracker.toml")
     init.add_argument("directory", nargs="?", default=".")
     init.set_defaults(func=lambda a, c: 0)
     _add(sub, common, "serve", "SMTP listener and delivery worker", _serve)
-    ingest = _add(sub, common, "ingest", "one message from stdin, as an MTA pipe", _ingest)
-    ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR")
-    ingest.add_argument("--sender", metavar="ADDR", help="envelope sender (MAIL FROM)")
+    _ingest_parser(sub, common)
     imp = _add(sub, common, "import", "an mbox file or Maildir, threaded", _import)
     imp.add_argument("path")
     imp.add_argument("--tracker", metavar="T")
@@ -200,6 +269,7 @@ def _open_store(config: Config) -> Any:
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
     import asyncio
+    import logging
 
     from mailtracker.serve import serve_forever
 
@@ -208,12 +278,6 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
     return asyncio.run(serve_forever(config))
-
-
-def _ingest(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import ingest
-
-    return ingest(config, sys.stdin.buffer.read(), args.recipient, args.sender)
 
 
 def _import(args: argparse.Namespace, config: Config) -> int:

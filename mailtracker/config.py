@@ -9,12 +9,19 @@ Every problem is one line naming the key and the file (``ConfigError``).
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mailtracker.configfile import (
+    DEFAULT_COMMAND_TIMEOUT,
+    find_config_file,
+    lmtp_socket_path,
+    parse_hostport,
+    read_config_file,
+    resolve_socket,
+)
 from mailtracker.errors import ConfigError
 
 __all__ = [
@@ -53,7 +60,7 @@ class SmtpConfig:
     require_tls: bool = False  # 530 5.7.0 to MAIL before STARTTLS
     max_connections: int = 100
     max_connections_per_ip: int = 10
-    command_timeout: int = 300  # seconds; RFC 5321 4.5.3.2.7 asks for at least 5 minutes
+    command_timeout: int = DEFAULT_COMMAND_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -169,32 +176,12 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def find_config_file(explicit: str | None) -> Path | None:
-    """The file to read, by INTERFACE.md's order; ``None`` means built-in defaults."""
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get("MAILTRACKER_CONFIG")
-    if from_env:
-        return Path(from_env)
-    local = Path("mailtracker.toml")
-    return local if local.exists() else None
-
-
 def load_config(explicit: str | None = None) -> Config:
     """Read and validate the configuration; raises ``ConfigError`` with one clear line."""
     path = find_config_file(explicit)
     if path is None:
         return _validated(Config(), Path.cwd(), "built-in defaults")
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return config_from_mapping(data, path)
+    return config_from_mapping(read_config_file(path), path)
 
 
 def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
@@ -259,20 +246,6 @@ def _coerce(default: Any, value: Any, name: str, where: str) -> Any:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f"{where}: '{name}' must be a table of strings, not {value!r}")
     return dict(value)
-
-
-def parse_hostport(value: str, name: str, where: str) -> tuple[str, int]:
-    """``"127.0.0.1:8025"`` or ``"[::1]:8025"`` → ``(host, port)``."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"{where}: '{name}' must be HOST:PORT, not {value!r}")
-    return host, int(port)
-
-
-def lmtp_socket_path(listen: str) -> str | None:
-    """The unix socket path ``lmtp.listen`` names; ``None`` for ``HOST:PORT`` or off."""
-    return listen if listen and ("/" in listen or ":" not in listen) else None
 
 
 def _check_lmtp(listen: str, where: str) -> None:
@@ -340,14 +313,6 @@ def _check_choice(value: str, choices: tuple[str, ...], name: str, where: str) -
         raise ConfigError(f"{where}: '{name}' must be one of {', '.join(choices)}, not {value!r}")
 
 
-def _resolved_lmtp(lmtp: LmtpConfig, base: Path) -> LmtpConfig:
-    """A relative socket path is taken relative to the configuration's folder."""
-    path = lmtp_socket_path(lmtp.listen)
-    if path is None or os.path.isabs(path):
-        return lmtp
-    return LmtpConfig(listen=str(base / path))
-
-
 def _resolve_paths(config: Config, base: Path, where: str) -> Config:
     """Make file paths absolute against the config file's folder."""
     url = config.database.url
@@ -379,7 +344,7 @@ def _resolve_paths(config: Config, base: Path, where: str) -> Config:
             dkim_selector=outgoing.dkim_selector,
             dkim_private_key=key,
         ),
-        lmtp=_resolved_lmtp(config.lmtp, base),
+        lmtp=LmtpConfig(listen=resolve_socket(config.lmtp.listen, base)),
         web=config.web,
         github=config.github,
         authentication=config.authentication,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mailtracker import bouncing, control, quarantine, subscriptions, trust
+from mailtracker import bouncing, control, quarantine, subscriptions, sysexits, trust
 from mailtracker import store as queries
 from mailtracker.addresses import Recipient, classify
 from mailtracker.authenticate import authenticate
@@ -41,11 +41,10 @@ from mailtracker.route import route
 from mailtracker.store import Store
 from mailtracker.values import Envelope, Incoming, Sender
 
-__all__ = ["EX_OK", "Outcome", "process", "refusal_for_recipient"]
+__all__ = ["Outcome", "process", "refusal_for_recipient"]
 
 log = logging.getLogger(__name__)
 
-EX_OK, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 65, 67, 75, 77
 RACE_RETRIES = 3
 _MAX_REASON = 400
 
@@ -105,9 +104,7 @@ def _quarantine(
         log.exception("<%s> failed, and could not be quarantined; answered 451", message_id)
         return _refusal(TempFailure("internal error; nothing was stored"), message_id)
     log.error("<%s> failed unexpectedly; kept in quarantine as %d:\n%s", message_id, number, error)
-    return Outcome(
-        _reply(250, "2.0.0", f"Ok: kept for the administrators (quarantine {number})"), EX_OK
-    )
+    return _outcome(250, "2.0.0", f"Ok: kept for the administrators (quarantine {number})")
 
 
 def _success(message_id: str, results: list[Result]) -> Outcome:
@@ -115,7 +112,7 @@ def _success(message_id: str, results: list[Result]) -> Outcome:
     queued = sum(r.queued for r in results)
     log.info("<%s> %s; %d mails queued", message_id, text, queued)
     refs = tuple(r.ref for r in results if r.ref)
-    return Outcome(_reply(250, "2.0.0", f"Ok: {text}"), EX_OK, refs, queued)
+    return Outcome(_reply(250, "2.0.0", f"Ok: {text}"), sysexits.EX_OK, refs, queued)
 
 
 def _run_approved(store: Store, config: Config, held_id: int) -> Result:
@@ -281,23 +278,28 @@ def _issue_mail(
 
 
 def _refusal(exc: MailError, message_id: str) -> Outcome:
-    """Map the error tree to the SMTP reply and the sysexits code (INTERFACE.md)."""
+    """Map the error tree to the SMTP reply; the sysexits code follows from the reply."""
     reason = exc.reason
     if isinstance(exc, Duplicate | Ignored | Held):
         log.info("<%s> accepted without change: %s", message_id, reason)
-        return Outcome(_reply(250, "2.0.0", f"Ok: {reason}"), EX_OK)
+        return _outcome(250, "2.0.0", f"Ok: {reason}")
     if isinstance(exc, TempFailure):
         log.warning("<%s> deferred: %s", message_id, reason)
-        return Outcome(_reply(451, "4.3.0", reason), EX_TEMPFAIL)
+        return _outcome(451, "4.3.0", reason)
     log.info("<%s> refused: %s", message_id, reason)
     if isinstance(exc, UnknownRecipient):
-        return Outcome(_reply(550, "5.1.1", reason), EX_NOUSER)
+        return _outcome(550, "5.1.1", reason)
     if isinstance(exc, TooBig):
-        return Outcome(_reply(552, "5.3.4", reason), EX_DATAERR)
+        return _outcome(552, "5.3.4", reason)
     if isinstance(exc, NotPermitted):
-        return Outcome(_reply(550, "5.7.1", reason), EX_NOPERM)
+        return _outcome(550, "5.7.1", reason)
     assert isinstance(exc, Rejected)
-    return Outcome(_reply(550, "5.6.0", reason), EX_DATAERR)
+    return _outcome(550, "5.6.0", reason)
+
+
+def _outcome(code: int, status: str, text: str) -> Outcome:
+    reply = _reply(code, status, text)
+    return Outcome(reply, sysexits.for_reply(reply))
 
 
 def _reply(code: int, status: str, text: str) -> str:

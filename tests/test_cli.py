@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -113,7 +114,7 @@ def test_user_add_and_list(config_file: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_config_is_one_line_naming_key_and_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[smtp]\nlisten = "nowhere"\n')
@@ -123,6 +124,7 @@ def test_bad_config_is_one_line_naming_key_and_file(
     path.write_text('[smtp]\nlisten_on = "x"\n')
     assert main(["issues", "-c", str(path)]) == 78
     assert "unknown key 'smtp.listen_on'" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Subject: x\n\nx\n")))
     assert main(["ingest", "-c", str(path)]) == 75  # an MTA keeps the mail queued
 
 

@@ -1,0 +1,121 @@
+"""The MTA pipe edge: ``mailtracker ingest`` takes one mail on stdin; the exit code is the
+verdict (sysexits), and the reason goes to stderr, which MTAs quote in their bounces.
+
+Two ways to the same pipeline. With ``[lmtp] listen`` set and the gateway running, the mail
+is handed to it over LMTP (``handoff``), and this process never loads the configuration's
+dataclasses, SQLAlchemy or logging: an MTA starts it once per mail, so its imports are most
+of its cost. Otherwise this process opens the store and runs the pipeline itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailtracker.configfile import (
+    DEFAULT_COMMAND_TIMEOUT,
+    find_config_file,
+    read_config_file,
+    resolve_socket,
+)
+from mailtracker.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mailtracker.config import Config
+
+__all__ = ["envelope_sender", "ingest", "to_gateway"]
+
+# How long the gateway may take to answer beyond its own command timeout: it bounds one
+# mail's processing below that timeout (receive.process_timeout), so this only catches a hang.
+_REPLY_MARGIN = 10
+
+
+def to_gateway(
+    config_file: str | None, raw: bytes, recipients: Sequence[str], sender: str | None
+) -> int | None:
+    """The exit code from the running gateway, or ``None``: no gateway, run it here.
+
+    Reads only ``[lmtp] listen``, ``[smtp] command_timeout`` and the first tracker's address
+    from the file; the gateway that answers checked the whole file when it started, and a
+    fallback to this process checks it again.
+    """
+    found = _gateway_settings(config_file)
+    if found is None:
+        return None
+    listen, timeout, first_address = found
+    rcpt_tos = tuple(recipients) or ((first_address,) if first_address else ())
+    if not rcpt_tos:
+        return None  # the default tracker address is the full configuration's to give
+    from mailtracker.handoff import hand_over
+
+    handed = hand_over(listen, raw, envelope_sender(raw, sender), rcpt_tos, timeout)
+    if handed is None:
+        return None
+    _report(rcpt_tos, handed.replies)
+    return handed.exit_code
+
+
+def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | None) -> int:
+    """One mail through the pipeline in this process (no gateway took it)."""
+    from mailtracker.actions import ingest_here
+    from mailtracker.values import Envelope
+
+    rcpt_tos = tuple(recipients) or (config.trackers[0].address,)
+    return ingest_here(config, raw, Envelope(envelope_sender(raw, sender), rcpt_tos))
+
+
+def envelope_sender(raw: bytes, given: str | None) -> str:
+    """The envelope sender: as the MTA passed it, else the Return-Path it wrote, else the
+    From address (the address only: it becomes ``MAIL FROM:<...>`` when handed over).
+
+    Postfix's pipe(8) adds Return-Path with its ``R`` flag; a null Return-Path (``<>``)
+    marks a bounce and must stay null so that it is never answered.
+    """
+    if given is not None:
+        return given.strip("<>")
+    from email.parser import BytesHeaderParser
+    from email.utils import parseaddr
+
+    headers = BytesHeaderParser().parsebytes(raw[:65536])
+    return_path = headers.get("Return-Path")
+    if return_path is not None:
+        return parseaddr(str(return_path))[1]
+    found = parseaddr(str(headers.get("From", "")))[1]
+    return found or "unknown@invalid"
+
+
+def _gateway_settings(config_file: str | None) -> tuple[str, float, str] | None:
+    """(LMTP address, reply timeout, first tracker address) from the file, if it names a
+    gateway; ``None`` for no file, no LMTP listener, or a file the full check must judge."""
+    path = find_config_file(config_file)
+    if path is None:
+        return None
+    try:
+        data = read_config_file(path)
+    except ConfigError:
+        return None
+    listen = _value(data, "lmtp", "listen")
+    if not isinstance(listen, str) or not listen.strip():
+        return None
+    timeout = _value(data, "smtp", "command_timeout")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        timeout = DEFAULT_COMMAND_TIMEOUT
+    trackers = data.get("trackers")
+    first = trackers[0] if isinstance(trackers, list) and trackers else {}
+    address = first.get("address", "") if isinstance(first, dict) else ""
+    base = Path(path).resolve().parent
+    return resolve_socket(listen.strip(), base), timeout + _REPLY_MARGIN, str(address).strip()
+
+
+def _value(data: dict[str, object], section: str, key: str) -> object:
+    table = data.get(section)
+    return table.get(key) if isinstance(table, dict) else None
+
+
+def _report(recipients: Sequence[str], replies: Sequence[str]) -> None:
+    """What the gateway said about each recipient it did not take, for the MTA's bounce."""
+    for recipient, reply in zip(recipients, replies, strict=True):
+        if not reply.startswith("2"):
+            print(f"mailtracker: <{recipient}>: {reply[4:]}", file=sys.stderr)
