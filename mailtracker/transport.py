@@ -9,6 +9,7 @@ transports plug in here without monkeypatching.
 from __future__ import annotations
 
 import mailbox
+import os
 import re
 import smtplib
 from functools import lru_cache
@@ -129,8 +130,13 @@ class MaildirTransport:
         self._box: mailbox.Maildir | None = None
 
     def open(self) -> None:
+        """Create the folders first, each tolerating the others' creation: the stdlib's
+        ``create=True`` checks, then makes, and two workers starting at once (``serve`` and
+        ``deliver --once``) could fail on each other's folder."""
         try:
-            self._box = mailbox.Maildir(self.path, create=True)
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
+            self._box = mailbox.Maildir(self.path, create=False)
         except OSError as exc:
             raise TransportError(True, f"cannot open Maildir {self.path}: {exc}") from exc
 

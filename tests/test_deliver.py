@@ -416,6 +416,15 @@ def test_maildir_gets_the_exact_bytes(store: Store, config: Config) -> None:
     assert [f.read_bytes() for f in files] == [raw_mail("m1@x")]
 
 
+def test_maildir_half_made_by_another_worker_is_completed(store: Store, config: Config) -> None:
+    """Another worker has made the folder but not yet its tmp/new/cur (the moment two
+    starting workers race in): we finish it instead of failing on it."""
+    Path(config.outgoing.maildir).mkdir(parents=True)
+    add_row(store, "m3@x")
+    assert deliver(store, config) == DeliveryReport(sent=1)
+    assert len(list(Path(config.outgoing.maildir, "new").iterdir())) == 1
+
+
 def test_maildir_that_cannot_be_written_is_a_temporary_failure(
     store: Store, db_url: str, tmp_path: Path
 ) -> None:
