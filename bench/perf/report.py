@@ -132,21 +132,21 @@ def _memory_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def _pipe_rows(data: dict[str, Any]) -> list[Row]:
-    one, two = data["1_at_a_time"], data["2_at_a_time"]
-    return [
-        _row(
-            "pipe mode, 1 at a time",
-            f"{one['mails_per_s']:.1f} mails/s",
-            f"{one['ms_per_mail']:.0f} ms/mail",
-            target="≥ 20/s",
-            met=one["mails_per_s"] >= 20,
-        ),
-        _row(
-            "pipe mode, 2 at a time",
-            f"{two['mails_per_s']:.1f} mails/s",
-            f"{two['ms_per_mail']:.0f} ms/mail",
-        ),
-    ]
+    out = []
+    for mode, label in (("handed_over", "to the running gateway"), ("alone", "alone")):
+        for parallel in (1, 2):
+            f = data[mode][f"{parallel}_at_a_time"]
+            target = mode == "handed_over" and parallel == 2
+            out.append(
+                _row(
+                    f"pipe mode {label}, {parallel} at a time",
+                    f"{f['mails_per_s']:.1f} mails/s",
+                    f"{f['ms_per_mail']:.0f} ms/mail",
+                    target="≥ 20/s" if target else "",
+                    met=f["mails_per_s"] >= 20 if target else None,
+                )
+            )
+    return out
 
 
 _BUILDERS = {

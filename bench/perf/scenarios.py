@@ -347,14 +347,27 @@ def _ingest_argv(config: Path, mail: mix.Mail) -> list[str]:
 
 def pipe(settings: Settings) -> Figures:
     """``mailtracker ingest`` once per mail, as Postfix's pipe(8) runs it: one at a time,
-    and two at a time (an MTA delivers in parallel; the machine has two cores)."""
+    and two at a time (an MTA delivers in parallel; the machine has two cores). Twice:
+    alone (no gateway running: each process runs the pipeline), and with ``serve``
+    running with an LMTP socket in the same configuration, to which ``ingest`` hands over."""
     url = f"sqlite:///{settings.workdir / 'pipe' / 'tracker.db'}"
     folder = _prepared_db("pipe", settings.workdir, url)
     config = folder / "mailtracker.toml"
     _warm_in_process(config)
+    figures: Figures = {"alone": _pipe_rounds(config, settings.pipe_mails, "alone")}
+    socket = folder / "lmtp.sock"
+    server = servers.serve("pipe-gateway", folder, url, lmtp=str(socket))
+    try:
+        figures["handed_over"] = _pipe_rounds(config, settings.pipe_mails, "handed")
+    finally:
+        server.stop()
+    return figures
+
+
+def _pipe_rounds(config: Path, count: int, name: str) -> Figures:
     figures: Figures = {}
     for parallel in (1, 2):
-        mails = mix.measured_mails(f"pipe{parallel}", settings.pipe_mails)
+        mails = mix.measured_mails(f"pipe-{name}-{parallel}", count)
         began = time.perf_counter()
         codes = _ingest_all(config, mails, parallel)
         seconds = time.perf_counter() - began

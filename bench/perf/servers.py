@@ -107,7 +107,7 @@ def null_server(workdir: Path, counting: bool = False) -> Server:
     return _start("null" + ("-sink" if counting else ""), argv, port, workdir)
 
 
-def write_config(workdir: Path, url: str, port: int, smarthost: str = "") -> Path:
+def write_config(workdir: Path, url: str, port: int, smarthost: str = "", lmtp: str = "") -> Path:
     """A tracker configured as a site would be, plus what the bench needs: trusted
     Authentication-Results (so commands are verified without DNS), limits that a bench
     of a few thousand mails from 400 senders cannot reach (their queries still run), and
@@ -129,6 +129,9 @@ max_connections_per_ip = 100
 [web]
 listen = ""
 
+[lmtp]
+listen = "{lmtp}"
+
 [authentication]
 trusted_authserv_ids = ["{AUTHSERV}"]
 verify_dkim = false
@@ -148,12 +151,12 @@ title = "Bench tracker"
     return path
 
 
-def serve(name: str, workdir: Path, url: str, smarthost: str = "") -> Server:
+def serve(name: str, workdir: Path, url: str, smarthost: str = "", lmtp: str = "") -> Server:
     """``mailtracker serve`` on ``url`` in ``workdir``; outgoing mail to ``smarthost``, or
-    to a Maildir there."""
+    to a Maildir there; an LMTP listener at ``lmtp`` if given."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = write_config(workdir, url, port, smarthost)
+    config = write_config(workdir, url, port, smarthost, lmtp)
     server = _start(name, [MAILTRACKER, "serve", "-c", str(config)], port, workdir)
     server.url = url
     return server
