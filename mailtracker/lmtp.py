@@ -97,8 +97,8 @@ def per_recipient(status: str | bytes, count: int) -> list[str]:
 
 class GatewayLMTP(GatewaySMTP, LMTP):
     """The SMTP edge's limits and replies, LHLO instead of EHLO (aiosmtpd's ``LMTP``), and
-    one reply per recipient after DATA, whoever produced the verdict: our handler, or
-    aiosmtpd itself (552 too big, 500 line too long, 451 after an exception)."""
+    one reply per recipient after DATA, whoever produced the verdict: our handler, the DATA
+    reader (552 too big, 500 line too long), or aiosmtpd itself (451 after an exception)."""
 
     def __init__(self, handler: LmtpHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)

@@ -16,8 +16,10 @@ Edge limits, each against a named abuse:
   one address, counted by ``ConnectionLimits``; one more gets ``421`` and is closed, so a
   single host cannot hold every slot open for a whole timeout each (slow-loris);
 - ``MAX_RECIPIENTS`` per mail (RFC 5321 4.5.3.1.8 asks for at least 100), then ``452``;
-- ``LINE_LENGTH_LIMIT`` per line, beyond which aiosmtpd answers ``500`` after draining the
-  line, so memory per connection stays bounded;
+- ``LINE_LENGTH_LIMIT`` per line, beyond which the line is drained, not kept, and answered
+  ``500`` (a DATA line once the data has ended), so memory per connection stays bounded;
+- DATA is read into one buffer (``dataread``), so a mail takes its own size in memory while
+  it arrives, where aiosmtpd's list of lines took four times as much;
 - SMTP smuggling: aiosmtpd (since 1.4.5) ends DATA only on ``<CRLF>.<CRLF>``
   (RFC 5321 4.1.1.4), so commands hidden after ``<LF>.<LF>`` are never run; a mail that
   still carries such a look-alike end is refused whole (``smuggled_end_of_data``);
@@ -38,6 +40,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mailtracker.config import Config, SmtpConfig
+from mailtracker.dataread import BufferedDataSMTP
 from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process, refusal_for_recipient
 from mailtracker.store import Store
@@ -167,9 +170,9 @@ class ConnectionLimits:
             del self.open[ip]
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(BufferedDataSMTP):
     """aiosmtpd's server with connection limits, RFC 3463 enhanced codes on its own
-    refusals, and a 421 before it closes an idle connection."""
+    refusals, a 421 before it closes an idle connection, and DATA read into one buffer."""
 
     line_length_limit = LINE_LENGTH_LIMIT
 
