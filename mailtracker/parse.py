@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from contextlib import suppress
 from dataclasses import dataclass, field
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
@@ -36,6 +37,7 @@ from email.message import Message
 from io import BytesIO
 
 from mailtracker import headers as mh
+from mailtracker.bigparts import BigRuns, elide
 from mailtracker.errors import Rejected
 from mailtracker.htmltext import html_to_text
 from mailtracker.values import AttachmentData, Incoming
@@ -59,7 +61,7 @@ _CONTENT_HEADERS = ("content-type", "content-disposition", "content-transfer-enc
 
 def parse(raw: bytes) -> Incoming:
     """Parse ``raw``; raises ``Rejected`` only for mail there is nothing to take from."""
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): that copies the whole mail
         raise Rejected("the message is empty")
     try:
         return _parse(raw)
@@ -68,10 +70,12 @@ def parse(raw: bytes) -> Incoming:
 
 
 def _parse(raw: bytes) -> Incoming:
-    msg = _parse_bytes(raw)
+    reduced, big = elide(raw)
+    msg = _parse_bytes(reduced)
+    del reduced  # the structure is in ``msg`` now; the runs are read from ``raw``
     parts = _check_shape(msg)
     headers = mh.Headers(msg)
-    body = _Body(_linesep(raw))
+    body = _Body(_linesep(raw), big)
     _walk(msg, body, main=True)
     if not msg.keys() and not body.has_text() and not body.attachments:
         raise Rejected("the message has neither a header nor a body")
@@ -163,9 +167,11 @@ def _part_defects(parts: list[Message]) -> set[str]:
 
 @dataclass
 class _Body:
-    """What the walk collects: body texts in order, the HTML alternative, attachments."""
+    """What the walk collects: body texts in order, the HTML alternative, attachments;
+    and what it reads with: the mail's line ending and its big runs (``bigparts``)."""
 
     linesep: str
+    big: BigRuns
     leaves: int = 0
     texts: list[str] = field(default_factory=list)
     html: str | None = None
@@ -193,7 +199,7 @@ def _walk(part: Message, body: _Body, main: bool) -> None:
     alternative that lost to another (its text is a second rendering of the same content)."""
     ctype = _content_type(part)
     if ctype.startswith("message/"):
-        body.attach(*_enclosed(part, ctype, body.linesep))
+        body.attach(*_enclosed(part, ctype, body))
     elif part.is_multipart():
         children = _subparts(part)
         chosen = _chosen(children) if ctype == "multipart/alternative" else None
@@ -216,26 +222,26 @@ def _chosen(alternatives: list[Message]) -> int:
 def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
     first, body.leaves = body.leaves == 0, body.leaves + 1
     if _is_attachment(part, first) or not ctype.startswith("text/"):
-        body.attach(_filename(part), ctype, _payload(part))
+        body.attach(_filename(part), ctype, _payload(part, body.big))
     elif main and ctype == "text/plain":
-        body.texts.append(_text(part))
+        body.texts.append(_text(part, body.big))
     elif main and ctype == "text/html" and not body.has_text():
-        html = _text(part)
+        html = _text(part, body.big)
         body.html = html if body.html is None else body.html
         body.texts.append(html_to_text(html))
     elif not main and ctype == "text/html" and body.html is None:
-        body.html = _text(part)
+        body.html = _text(part, body.big)
     elif main or ctype not in _RENDERINGS:
-        body.attach("", ctype, _payload(part))
+        body.attach("", ctype, _payload(part, body.big))
 
 
-def _enclosed(part: Message, ctype: str, linesep: str) -> tuple[str, str, bytes]:
+def _enclosed(part: Message, ctype: str, body: _Body) -> tuple[str, str, bytes]:
     """A ``message/*`` part as one attachment: the enclosed message's bytes, named after
     its Subject for ``message/rfc822`` and ``message/global`` (RFC 6532)."""
     if not part.is_multipart():
-        return _filename(part), ctype, _payload(part)
+        return _filename(part), ctype, _payload(part, body.big)
     inner = _subparts(part)
-    data = b"".join(_flatten(m, linesep) for m in inner)
+    data = b"".join(_flatten(m, body) for m in inner)
     if ctype not in ("message/rfc822", "message/global") or not inner:
         return _filename(part), ctype, data
     subject = " ".join(mh.Headers(inner[0]).text("subject").split())
@@ -243,14 +249,16 @@ def _enclosed(part: Message, ctype: str, linesep: str) -> tuple[str, str, bytes]
     return (f"{name}.eml" if _sanitise(name) else "message.eml"), ctype, data
 
 
-def _flatten(msg: Message, linesep: str) -> bytes:
-    """The bytes of an enclosed message as the parser read them: no refolding, 8-bit kept."""
+def _flatten(msg: Message, body: _Body) -> bytes:
+    """The bytes of an enclosed message as the parser read them: no refolding, 8-bit kept,
+    big runs put back."""
+    body.big.restore(msg)
     out = BytesIO()
     try:
-        options = msg.policy.clone(linesep=linesep, max_line_length=0)
+        options = msg.policy.clone(linesep=body.linesep, max_line_length=0)
         BytesGenerator(out, mangle_from_=False, policy=options).flatten(msg)
     except Exception:  # the generator trips over header values the parser let through
-        return _payload(msg) if not msg.is_multipart() else b""
+        return _payload(msg, body.big) if not msg.is_multipart() else b""
     return out.getvalue()
 
 
@@ -312,12 +320,13 @@ def _sanitise(filename: str) -> str:
     return name
 
 
-def _payload(part: Message) -> bytes:
+def _payload(part: Message, big: BigRuns) -> bytes:
     """The decoded content (base64, quoted-printable, uuencode); the raw bytes if the
     transfer encoding cannot be applied."""
-    special = _decode_specially(part)
+    special = _decode_specially(part, big)
     if special is not None:
         return special
+    big.restore(part)  # the stdlib reads the payload itself
     try:
         data = part.get_payload(decode=True)
     except Exception:  # a Content-Transfer-Encoding header the policy cannot parse
@@ -327,14 +336,20 @@ def _payload(part: Message) -> bytes:
     return _leaf_text(part).encode("utf-8", "surrogateescape")
 
 
-def _decode_specially(part: Message) -> bytes | None:
+def _decode_specially(part: Message, big: BigRuns) -> bytes | None:
     """Two cases the stdlib path handles badly, else None. A large base64 part: the stdlib
-    makes three more copies of it (bytes, lines, joined). Quoted-printable with CR-only
-    line ends (old Mac mail): ``a2b_qp`` stops at the first ``=\\r`` soft line break, so
-    make the line ends CRLF first (RFC 2045 6.7)."""
+    makes three more copies of it (bytes, lines, joined); one the parser never saw (a big
+    run) is decoded straight from the mail's bytes. Quoted-printable with CR-only line
+    ends (old Mac mail): ``a2b_qp`` stops at the first ``=\\r`` soft line break, so make the
+    line ends CRLF first (RFC 2045 6.7)."""
     cte = mh.Headers(part).first_raw("content-transfer-encoding").lower()
     if cte not in ("base64", "quoted-printable"):
         return None
+    run = big.run(part) if cte == "base64" else None
+    if run is not None:
+        with suppress(binascii.Error):  # bad padding: decoded below, as the stdlib would
+            return binascii.a2b_base64(run)
+    big.restore(part)
     text = _leaf_text(part)
     try:
         if cte == "base64" and len(text) >= _BIG_PAYLOAD:
@@ -346,13 +361,14 @@ def _decode_specially(part: Message) -> bytes | None:
     return None
 
 
-def _text(part: Message) -> str:
+def _text(part: Message, big: BigRuns) -> str:
     """A text part decoded, with LF line ends and no NUL (PostgreSQL text cannot hold it)."""
     try:
         charset = part.get_content_charset()
     except Exception:  # unparsable Content-Type parameters
         charset = None
-    return _LINE_BREAK.sub("\n", mh.decode_bytes(_payload(part), charset)).replace("\x00", "")
+    data = _payload(part, big)
+    return _LINE_BREAK.sub("\n", mh.decode_bytes(data, charset)).replace("\x00", "")
 
 
 def _normalise(text: str) -> str:

@@ -1,0 +1,136 @@
+"""Large base64 bodies kept out of the stdlib parser, and decoded from the mail's own bytes.
+
+The stdlib ``FeedParser`` keeps a leaf part's body as a list of one ``str`` per line, joins
+them, then cuts the last line end off (another copy): for a 25 MB attachment about 2.7 times
+the mail on top of the mail itself. So before parsing, every run of at least ``BIG_RUN``
+bytes of whole lines made only of the base64 alphabet is replaced by a one-line token of the
+same alphabet (random, so no mail can forge one). Such lines hold no colon, no dash, no blank
+and no empty line, so they can be neither a header, nor a boundary, nor the end of a header
+block; the token is treated exactly as they would be, and the parser sees the same
+structure. ``parse.py`` then asks this module for what the parser would have held:
+
+- ``run``: the bytes of the one run a base64 body consists of, as a memoryview on the mail,
+  for ``binascii.a2b_base64`` (which skips line ends and decodes without another copy);
+- ``restore``: the runs put back as text into a part or a whole tree, before the stdlib
+  reads it (another transfer encoding, an enclosed message being flattened, a bad run).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from email.message import Message
+
+__all__ = ["BIG_RUN", "BigRuns", "elide"]
+
+BIG_RUN = 1 << 20
+# A stretch of base64-alphabet characters and line ends that begins a line. A single
+# character class, so the regex engine keeps no per-line state however long it is.
+_STRETCH = re.compile(rb"(?m)^[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]*")
+# An empty line is a line end followed by another (CRLF, LF or a lone CR each end a line):
+# in bytes, one of these pairs.
+_EMPTY_LINES = (b"\n\n", b"\n\r", b"\r\r")
+_LINE_ENDS = b"\r\n"
+
+
+class BigRuns:
+    """The runs taken out of one mail (token → span in ``raw``), and how to put them back."""
+
+    def __init__(self, raw: bytes, spans: list[tuple[int, int]]) -> None:
+        self.raw = raw
+        self.spans = spans
+        self.prefix = f"mailtrackerelided{secrets.token_hex(12)}n"
+        self._token = re.compile(re.escape(self.prefix) + "([0-9]+)z")
+        self._alone = re.compile(r"[\r\n\t ]*" + self._token.pattern + r"[\r\n\t ]*")
+
+    def token(self, index: int) -> bytes:
+        return f"{self.prefix}{index}z".encode("ascii")
+
+    def run(self, part: Message) -> memoryview | None:
+        """The run a leaf's body consists of (line ends and blanks around it aside), else
+        None. Read as parsed: ``get_payload()`` would copy the text to look for 8-bit."""
+        text = _parsed_payload(part)
+        if not self.spans or not isinstance(text, str) or self.prefix not in text:
+            return None
+        found = self._alone.fullmatch(text)
+        if found is None:
+            return None
+        start, end = self.spans[int(found.group(1))]
+        return memoryview(self.raw)[start:end]
+
+    def text(self, text: str) -> str:
+        """``text`` with every token replaced by the run it stands for."""
+        if not self.spans or self.prefix not in text:
+            return text
+        return self._token.sub(self._original, text)
+
+    def _original(self, found: re.Match[str]) -> str:
+        start, end = self.spans[int(found.group(1))]
+        return self.raw[start:end].decode("ascii")
+
+    def restore(self, msg: Message) -> None:
+        """Put the runs back into ``msg`` and every entity below it (payloads, preambles,
+        epilogues). Iterative: the depth of nesting is the sender's."""
+        if not self.spans:
+            return
+        stack = [msg]
+        while stack:
+            part = stack.pop()
+            for name in ("preamble", "epilogue"):
+                value = getattr(part, name, None)
+                if isinstance(value, str) and self.prefix in value:
+                    setattr(part, name, self.text(value))
+            payload = _parsed_payload(part)
+            if isinstance(payload, list):
+                stack.extend(child for child in payload if isinstance(child, Message))
+            elif isinstance(payload, str) and self.prefix in payload:
+                part.set_payload(self.text(payload))  # a str without a charset is kept as is
+
+
+def _parsed_payload(part: Message) -> object:
+    """The payload as the parser stored it: ``get_payload()`` decodes a str holding 8-bit
+    bytes with the part's charset, and putting runs back must not change anything else."""
+    return vars(part).get("_payload")
+
+
+def elide(raw: bytes) -> tuple[bytes, BigRuns]:
+    """``raw`` with its big base64 runs replaced by tokens (``raw`` itself if there are
+    none), and the runs to put back."""
+    spans = _big_runs(raw) if len(raw) >= BIG_RUN else []
+    runs = BigRuns(raw, spans)
+    if not spans:
+        return raw, runs
+    view = memoryview(raw)
+    pieces: list[bytes | memoryview] = []
+    done = 0
+    for index, (start, end) in enumerate(spans):
+        pieces += [view[done:start], runs.token(index)]
+        done = end
+    pieces.append(view[done:])
+    return b"".join(pieces), runs
+
+
+def _big_runs(raw: bytes) -> list[tuple[int, int]]:
+    """Spans of whole lines of the base64 alphabet, at least BIG_RUN long, with no empty
+    line inside; each ends where its last line's line end begins."""
+    spans = []
+    for stretch in _STRETCH.finditer(raw):
+        start, stop = stretch.span()
+        if stop - start < BIG_RUN:
+            continue
+        end = _last_line_end(raw, start, stop)
+        if end - start >= BIG_RUN and not any(raw.find(e, start, end) >= 0 for e in _EMPTY_LINES):
+            spans.append((start, end))
+    return spans
+
+
+def _last_line_end(raw: bytes, start: int, stop: int) -> int:
+    """Where the content of the stretch's last whole line ends. A stretch that stops inside
+    a line (on a dash, a colon, a blank) loses that line: it is not made of the alphabet."""
+    if stop < len(raw) and raw[stop - 1] not in _LINE_ENDS:
+        stop = max(raw.rfind(b"\n", start, stop), raw.rfind(b"\r", start, stop))
+        if stop < 0:
+            return start
+    while stop > start and raw[stop - 1] in _LINE_ENDS:
+        stop -= 1
+    return stop

@@ -1,0 +1,169 @@
+"""Big base64 runs kept out of the parser (``bigparts``) change nothing that ``parse`` returns.
+
+Each mail is parsed twice with the same threshold for the stdlib's big-base64 path
+(``parse._BIG_PAYLOAD``): once with runs elided from ``RUN`` bytes, once with elision off.
+The two ``Incoming`` values (raw bytes, texts, attachments and their bytes, defects) must be
+equal, whatever the shape: runs in bodies, preambles, epilogues, enclosed messages and
+delivery reports, runs that are not base64 at all, bad padding, odd line ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from mailtracker import bigparts
+from mailtracker import parse as parse_module
+from mailtracker.bigparts import elide
+from mailtracker.parse import parse
+from mailtracker.values import Incoming
+
+RUN = 4096
+DATA = bytes(range(256)) * 40  # 10,240 bytes: a base64 run of about 13.8 KB
+
+
+def b64(data: bytes = DATA, eol: bytes = b"\r\n") -> bytes:
+    return base64.encodebytes(data).replace(b"\n", eol)
+
+
+def parsed(raw: bytes, monkeypatch: pytest.MonkeyPatch, elided: bool) -> Incoming:
+    monkeypatch.setattr(parse_module, "_BIG_PAYLOAD", RUN)
+    monkeypatch.setattr(bigparts, "BIG_RUN", RUN if elided else 1 << 62)
+    return parse(raw)
+
+
+def both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch, runs: int) -> Incoming:
+    """The parse with elision, after checking it equals the parse without and that
+    ``runs`` runs were elided."""
+    monkeypatch.setattr(bigparts, "BIG_RUN", RUN)
+    assert len(elide(raw)[1].spans) == runs
+    plain = parsed(raw, monkeypatch, elided=False)
+    mail = parsed(raw, monkeypatch, elided=True)
+    assert mail == plain
+    return mail
+
+
+HEAD = (
+    b"From: Ann <ann@example.org>\r\nTo: bugs@example.org\r\nSubject: dump\r\n"
+    b"Message-ID: <big-1@example.org>\r\nMIME-Version: 1.0\r\n"
+)
+MIXED = HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+TEXT = b"--b\r\nContent-Type: text/plain\r\n\r\nSee the dump.\r\n"
+ATTACHED = b"--b\r\nContent-Type: application/octet-stream; name=core.bin\r\n"
+BASE64 = b"Content-Transfer-Encoding: base64\r\n\r\n"
+
+
+def test_a_base64_attachment_is_decoded_from_the_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = MIXED + TEXT + ATTACHED + BASE64 + b64() + b"--b--\r\n"
+    mail = both_ways(raw, monkeypatch, runs=1)
+    assert mail.text == "See the dump."
+    assert [(a.filename, a.data) for a in mail.attachments] == [("core.bin", DATA)]
+    assert mail.attachments[0].sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b64(eol=b"\n") + b"--b--\r\n",  # LF line ends
+        b64() + b"\r\n\r\n--b--\r\n",  # blank lines before the boundary
+        b"\r\n" + b64() + b"--b--\r\n",  # a blank line before the run
+        b64()[:-5] + b"\r\n--b--\r\n",  # bad padding: the stdlib decodes it
+        b64()[:6000] + b"and a line with blanks\r\n" + b64()[6000:] + b"--b--\r\n",
+        b64() + b"--b",  # the mail ends without its closing boundary
+        b64(eol=b"\r\n")[:-2],  # and without a line end after the run
+    ],
+    ids=["lf", "blank-after", "blank-before", "bad-padding", "two-runs", "no-close", "eof"],
+)
+def test_odd_base64_bodies_decode_as_before(monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+    raw = MIXED + TEXT + ATTACHED + BASE64 + body
+    runs = 2 if b"blanks" in body else 1
+    mail = both_ways(raw, monkeypatch, runs=runs)
+    assert len(mail.attachments) == 1
+
+
+def test_a_run_that_is_not_base64_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = b"".join(b"line%dofplaintextwithoutblanks\r\n" % i for i in range(400))
+    raw = MIXED + TEXT.replace(b"See the dump.\r\n", lines) + b"--b--\r\n"
+    mail = both_ways(raw, monkeypatch, runs=1)
+    assert mail.text.startswith("line0ofplaintextwithoutblanks\nline1of")
+
+
+def test_base64_text_and_8bit_text_around_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    words = "Grüße aus Köln, ".encode() * 700
+    latin = b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nd\xe9j\xe0 vu\r\n"
+    raw = (
+        MIXED
+        + b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        + BASE64
+        + b64(words)
+        + latin
+        + b64()
+        + b"\xe9t\xe9\r\n--b--\r\n"
+    )
+    mail = both_ways(raw, monkeypatch, runs=2)
+    assert mail.text.startswith("Grüße aus Köln")
+
+
+def test_an_enclosed_message_keeps_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = (
+        b"From: bob@example.org\r\nSubject: the crash\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="i"\r\n\r\n'
+        + b64()  # a run as the preamble…
+        + b"--i\r\nContent-Type: application/octet-stream\r\n"
+        + BASE64
+        + b64()
+        + b"--i--\r\n"
+        + b64()  # … and as the epilogue
+    )
+    raw = MIXED + TEXT + b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n"
+    mail = both_ways(raw, monkeypatch, runs=3)
+    assert mail.attachments[0].filename == "the crash.eml"
+    assert mail.attachments[0].data.startswith(b"From: bob@example.org\r\n")
+    assert mail.attachments[0].data.count(b64().rstrip()) == 3  # all three runs put back
+
+
+@pytest.mark.parametrize(
+    ("blocks", "runs"),
+    [
+        (b64() + b"\r\n", 1),
+        (b64() + b"\r\n" + b64() + b"\r\n", 0),  # an empty line inside: left to the parser
+    ],
+    ids=["one-run", "empty-line-inside"],
+)
+def test_a_delivery_report_keeps_its_header_blocks(
+    monkeypatch: pytest.MonkeyPatch, blocks: bytes, runs: int
+) -> None:
+    """Its empty lines separate header blocks: a run never spans one."""
+    report = (
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
+        + blocks
+        + b"Final-Recipient: rfc822; x@example.org\r\nAction: failed\r\n"
+    )
+    raw = MIXED.replace(b"mixed", b"report") + TEXT + report + b"--b--\r\n"
+    both_ways(raw, monkeypatch, runs=runs)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        HEAD + b"Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\n" + b64(),
+        HEAD + b64(),  # no blank line: the run ends the header block (a defect)
+        (MIXED + TEXT + ATTACHED + BASE64 + b64() + b"--b--\r\n").replace(b"\r\n", b"\r"),
+        MIXED + TEXT + ATTACHED + BASE64 + b64()[:-2] + b"-tail\r\n--b--\r\n",
+    ],
+    ids=["single-part", "no-separator", "cr-only", "line-goes-on"],
+)
+def test_other_shapes_parse_as_before(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> None:
+    monkeypatch.setattr(bigparts, "BIG_RUN", RUN)
+    runs = len(elide(raw)[1].spans)
+    both_ways(raw, monkeypatch, runs=runs)
+
+
+def test_tokens_cannot_be_forged() -> None:
+    raw = MIXED + TEXT + ATTACHED + BASE64 + b64(DATA * 120) + b"--b--\r\n"
+    first, second = elide(raw)[1], elide(raw)[1]
+    assert first.spans and first.prefix != second.prefix
+    assert first.token(0) not in raw
