@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailtracker import limits, permissions, store
+from mailtracker import blobio, limits, permissions, store
 from mailtracker.addresses import classify
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.edits import apply_edits
@@ -187,10 +187,11 @@ def _store_message(
         verified=sender.verified,
         evidence=sender.evidence[:400],
         quiet=sender.quiet,
-        raw=incoming.raw,
+        raw=blobio.value(session, incoming.raw),
     )
     session.add(message)
     session.flush()
+    blobio.fill(session, Message.__tablename__, "raw", message.id, incoming.raw)
     refs = [*incoming.in_reply_to, *incoming.references]
     store.add_message_refs(session, tracker_id, message.id, refs)
     _store_attachments(session, message, incoming)
@@ -199,7 +200,11 @@ def _store_message(
 
 def _store_attachments(session: Session, message: Message, incoming: Incoming) -> None:
     blobs = {a.sha256: a.data for a in incoming.attachments}
-    store.insert_ignore(session, Blob, [{"sha256": k, "data": v} for k, v in blobs.items()])
+    rows = [{"sha256": k, "data": v} for k, v in blobs.items() if not blobio.is_large(session, v)]
+    store.insert_ignore(session, Blob, rows)
+    for sha256, data in blobs.items():
+        if blobio.is_large(session, data):
+            blobio.add_blob(session, sha256, data)
     for part in incoming.attachments:
         session.add(
             Attachment(

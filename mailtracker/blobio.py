@@ -1,0 +1,65 @@
+"""Large byte values written to SQLite through its incremental blob I/O, not as parameters.
+
+Why: Python's ``sqlite3`` binds a parameter with ``SQLITE_TRANSIENT``, so SQLite copies it;
+building the row's record copies it again; and the bound copy stays in the connection's
+statement cache until that statement runs again. Storing a 25 MB mail and its attachment
+took twice each at its insert and kept the mail's copy while the attachment was written.
+So on SQLite a value of at least ``LARGE`` bytes is inserted as ``zeroblob(n)`` (a length,
+not a copy) and then written into the row in slices with ``sqlite3.Connection.blobopen``,
+inside the same transaction. PostgreSQL binds the value as before.
+
+SQLite keeps a ``zeroblob`` as a mere length only when no later column of the row holds
+data, else it builds the zeros and the row in memory after all: so ``messages.raw`` is the
+table's last column (migration 0011), as ``blobs.data`` is. A ``messages`` row is addressed
+by ``id``: an ``INTEGER PRIMARY KEY`` is SQLite's rowid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import CursorResult, func
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from mailtracker.models import Blob
+
+__all__ = ["LARGE", "add_blob", "fill", "is_large", "value"]
+
+LARGE = 1 << 20
+_SLICE = 1 << 20  # bytes per blob write: SQLite's page cache, not the mail, bounds memory
+
+
+def is_large(session: Session, data: bytes) -> bool:
+    """Whether ``data`` goes in through blob I/O: on SQLite, from ``LARGE`` bytes."""
+    return len(data) >= LARGE and session.get_bind().dialect.name == "sqlite"
+
+
+def value(session: Session, data: bytes) -> bytes | ColumnElement[Any]:
+    """What an INSERT carries for ``data``: ``zeroblob(len)`` where ``fill`` writes the
+    bytes afterwards, else the bytes themselves."""
+    return func.zeroblob(len(data)) if is_large(session, data) else data
+
+
+def fill(session: Session, table: str, column: str, rowid: int, data: bytes) -> None:
+    """Write ``data`` into the row ``value`` inserted (nothing to do if it was not large)."""
+    if not is_large(session, data):
+        return
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    view = memoryview(data)
+    with connection.blobopen(table, column, rowid) as blob:
+        for start in range(0, len(data), _SLICE):
+            blob.write(view[start : start + _SLICE])
+
+
+def add_blob(session: Session, sha256: str, data: bytes) -> None:
+    """One large attachment's contents (``is_large``), unless a row with its SHA-256 is
+    already there: ``store.insert_ignore`` does the same for small ones, many at once."""
+    from sqlalchemy.dialects import sqlite  # only SQLite comes here; PostgreSQL binds
+
+    insert = sqlite.insert(Blob).values(sha256=sha256, data=func.zeroblob(len(data)))
+    result = session.execute(insert.on_conflict_do_nothing())
+    assert isinstance(result, CursorResult)
+    if result.rowcount == 1:  # not a file some earlier mail brought already
+        fill(session, Blob.__tablename__, "data", result.lastrowid, data)
