@@ -1,42 +1,45 @@
 """The ``mailtracker`` command (INTERFACE.md): one sub-command per job, ``-c FILE`` anywhere.
 
 Heavy modules are imported inside the commands that need them. ``ingest``, which an MTA
-starts once per mail, has a path of its own (``_ingest_main``): when the running gateway
-takes the mail over LMTP, the process loads neither the configuration's dataclasses nor
-logging nor the other sub-commands' parsers (docs/performance.md, "Pipe mode").
+starts once per mail, is run by ``pipe.run_ingest``: when the running gateway takes the
+mail over LMTP, that process loads neither argparse nor the configuration's dataclasses nor
+logging (docs/performance.md, "Pipe mode"), so even argparse is imported here only when a
+parser is built.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from mailtracker.errors import ConfigError
-from mailtracker.sysexits import EX_CONFIG, EX_TEMPFAIL, EX_USAGE
+from mailtracker.sysexits import EX_CONFIG, EX_USAGE
 
-TYPE_CHECKING = False  # typing and the config dataclasses cost a piped ingest 15 ms
+TYPE_CHECKING = False  # typing, argparse and the config dataclasses: 20 ms of a piped ingest
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from mailtracker.config import Config
+    from mailtracker.pipe import IngestArgs
 
-__all__ = ["main"]
+    Handler = Callable[[argparse.Namespace, Config], int]
 
-Handler = Callable[[argparse.Namespace, "Config"], int]
+__all__ = ["ingest_arguments", "log_to_stderr", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if _command_of(words) == "ingest":
-        return _ingest_main(words)
+        from mailtracker.pipe import run_ingest
+
+        return run_ingest(words)
     parser = _parser()
-    args = parser.parse_args(words)
+    args = _parse(parser, words)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EX_USAGE
-    _log_to_stderr(args.verbose)
+    log_to_stderr(args.verbose)
     if args.command == "init":
         from mailtracker.initialize import init
 
@@ -52,33 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
 
 
-def _ingest_main(words: list[str]) -> int:
-    """``ingest``: to the running gateway if the configuration names one that answers, else
-    through the pipeline here. Only the ``ingest`` parser is built: argparse translates every
-    help text, and the other thirty sub-commands would cost an MTA's process 10 ms."""
-    args = _ingest_only_parser().parse_args(words)
-    raw = sys.stdin.buffer.read()
-    if args.verbose:
-        _log_to_stderr(True)
-    from mailtracker import pipe
+def ingest_arguments(words: list[str]) -> IngestArgs:
+    """``ingest``'s arguments as argparse reads them, for what ``pipe`` does not read itself
+    (``--help``, a mistake: argparse explains and exits 2). Only this parser is built:
+    argparse translates every help text, and the other thirty would cost 10 ms."""
+    from mailtracker.pipe import IngestArgs
 
-    verdict = pipe.to_gateway(args.config, raw, args.recipient, args.sender)
-    if verdict is not None:
-        return verdict
-    _log_to_stderr(args.verbose)
-    from mailtracker.config import load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"mailtracker: {exc}", file=sys.stderr)
-        # An MTA bounces mail on EX_CONFIG; a broken configuration is ours to fix, so the
-        # mail waits in its queue (EX_TEMPFAIL) until we have.
-        return EX_TEMPFAIL
-    return pipe.ingest(config, raw, args.recipient, args.sender)
+    parser, sub, common = _top_parser()
+    _ingest_parser(sub, common)
+    args = _parse(parser, words)
+    return IngestArgs(args.config, args.recipient, args.sender, args.verbose)
 
 
-def _log_to_stderr(verbose: bool) -> None:
+def log_to_stderr(verbose: bool) -> None:
+    """Log lines to stderr (an MTA quotes a pipe's stderr, systemd's journal takes serve's)."""
     import logging
 
     logging.basicConfig(
@@ -102,24 +92,37 @@ def _command_of(words: Sequence[str]) -> str | None:
 
 
 def _top_parser() -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser]:
-    """The ``mailtracker`` parser, its sub-command table, and the options every one takes."""
+    """The ``mailtracker`` parser, its sub-command table, and the options every one takes.
+
+    The options are taken before and after the sub-command's name. Their defaults are
+    SUPPRESS (``_parse`` fills them in): a sub-command's parser would otherwise write its
+    own default over a ``-c FILE`` given before the name (``mailtracker -c F issues``)."""
+    import argparse
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", metavar="FILE", help="configuration file")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    common.add_argument(
+        "-c", "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens"
+    )
     parser = argparse.ArgumentParser(
         prog="mailtracker", description="An email-first issue tracker.", parents=[common]
     )
     return parser, parser.add_subparsers(dest="command", metavar="COMMAND"), common
 
 
-def _ingest_only_parser() -> argparse.ArgumentParser:
-    parser, sub, common = _top_parser()
-    _ingest_parser(sub, common)
-    return parser
+def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """``parse_args``, with the common options' defaults where they were not given."""
+    args = parser.parse_args(words)
+    for name, default in (("config", None), ("verbose", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
 
 
 def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    text = "one message from stdin, as an MTA pipe"  # run by _ingest_main, not by a func
+    text = "one message from stdin, as an MTA pipe"  # run by pipe.run_ingest, not by a func
     ingest = sub.add_parser("ingest", parents=[common], help=text, description=text)
     ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR")
     ingest.add_argument("--sender", metavar="ADDR", help="envelope sender (MAIL FROM)")
@@ -281,6 +284,8 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _import(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
     from mailtracker.actions import import_path
 
     return import_path(config, Path(args.path), args.tracker, args.notify)

@@ -178,10 +178,10 @@ _SECTIONS: dict[str, type[Any]] = {
 
 def load_config(explicit: str | None = None) -> Config:
     """Read and validate the configuration; raises ``ConfigError`` with one clear line."""
-    path = find_config_file(explicit)
-    if path is None:
+    found = find_config_file(explicit)
+    if found is None:
         return _validated(Config(), Path.cwd(), "built-in defaults")
-    return config_from_mapping(read_config_file(path), path)
+    return config_from_mapping(read_config_file(found), Path(found))
 
 
 def config_from_mapping(data: Mapping[str, Any], path: Path) -> Config:
@@ -344,7 +344,7 @@ def _resolve_paths(config: Config, base: Path, where: str) -> Config:
             dkim_selector=outgoing.dkim_selector,
             dkim_private_key=key,
         ),
-        lmtp=LmtpConfig(listen=resolve_socket(config.lmtp.listen, base)),
+        lmtp=LmtpConfig(listen=resolve_socket(config.lmtp.listen, str(base))),
         web=config.web,
         github=config.github,
         authentication=config.authentication,

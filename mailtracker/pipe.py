@@ -9,9 +9,9 @@ of its cost. Otherwise this process opens the store and runs the pipeline itself
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from mailtracker.configfile import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -20,16 +20,94 @@ from mailtracker.configfile import (
     resolve_socket,
 )
 from mailtracker.errors import ConfigError
+from mailtracker.sysexits import EX_TEMPFAIL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mailtracker.config import Config
 
-__all__ = ["envelope_sender", "ingest", "to_gateway"]
+__all__ = ["IngestArgs", "envelope_sender", "ingest", "run_ingest", "to_gateway"]
 
 # How long the gateway may take to answer beyond its own command timeout: it bounds one
 # mail's processing below that timeout (receive.process_timeout), so this only catches a hang.
 _REPLY_MARGIN = 10
+
+
+class IngestArgs:
+    """``ingest``'s command line: ``-c FILE``, ``--recipient`` (repeated), ``--sender``, ``-v``."""
+
+    __slots__ = ("config", "recipients", "sender", "verbose")
+
+    def __init__(
+        self,
+        config: str | None = None,
+        recipients: Sequence[str] = (),
+        sender: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.config = config
+        self.recipients = list(recipients)
+        self.sender = sender
+        self.verbose = verbose
+
+
+def run_ingest(words: list[str]) -> int:
+    """``mailtracker ingest``: to the running gateway if the configuration names one that
+    answers, else through the pipeline here; the exit code is the verdict."""
+    args = _read_args(words)
+    if args is None:  # --help, a mistake, a form MTAs do not use: argparse's to explain
+        from mailtracker.cli import ingest_arguments
+
+        args = ingest_arguments(words)
+    raw = sys.stdin.buffer.read()
+    if args.verbose:
+        from mailtracker.cli import log_to_stderr
+
+        log_to_stderr(True)
+    verdict = to_gateway(args.config, raw, args.recipients, args.sender)
+    return verdict if verdict is not None else _here(args, raw)
+
+
+def _here(args: IngestArgs, raw: bytes) -> int:
+    from mailtracker.cli import log_to_stderr
+    from mailtracker.config import load_config
+
+    log_to_stderr(args.verbose)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mailtracker: {exc}", file=sys.stderr)
+        # An MTA bounces mail on EX_CONFIG; a broken configuration is ours to fix, so the
+        # mail waits in its queue (EX_TEMPFAIL) until we have.
+        return EX_TEMPFAIL
+    return ingest(config, raw, args.recipients, args.sender)
+
+
+_VALUED = {"-c": "config", "--config": "config", "--recipient": "recipients", "--sender": "sender"}
+
+
+def _read_args(words: list[str]) -> IngestArgs | None:
+    """The forms an MTA's command line uses (``-c FILE``, ``--config[=]FILE``,
+    ``--recipient[=]ADDR``, ``--sender[=]ADDR``, ``-v``), without importing argparse (8 ms
+    with what it loads); ``None`` for anything else, which argparse then reads."""
+    args, rest, command_seen = IngestArgs(), iter(words), False
+    for word in rest:
+        name, equals, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        if word == "ingest" and not command_seen:
+            command_seen = True
+        elif word in ("-v", "--verbose"):
+            args.verbose = True
+        elif name in _VALUED:
+            given = value if equals else next(rest, None)
+            if given is None:
+                return None
+            if name == "--recipient":
+                args.recipients.append(given)
+            else:
+                setattr(args, _VALUED[name], given)
+        else:
+            return None
+    return args if command_seen else None
 
 
 def to_gateway(
@@ -105,7 +183,7 @@ def _gateway_settings(config_file: str | None) -> tuple[str, float, str] | None:
     trackers = data.get("trackers")
     first = trackers[0] if isinstance(trackers, list) and trackers else {}
     address = first.get("address", "") if isinstance(first, dict) else ""
-    base = Path(path).resolve().parent
+    base = os.path.dirname(os.path.realpath(path))
     return resolve_socket(listen.strip(), base), timeout + _REPLY_MARGIN, str(address).strip()
 
 

@@ -93,6 +93,8 @@ def test_show_and_issues_json(config_file: Path, capsys: pytest.CaptureFixture[s
     assert main(["issues", "-c", c]) == 0
     table = capsys.readouterr().out
     assert "bugs/1" in table and "Login page crashes" in table
+    assert main(["-c", c, "-v", "issues"]) == 0  # the options before the name count too
+    assert capsys.readouterr().out == table
     assert main(["show", "bugs/1", "-c", c]) == 0
     assert "traceback instead of an error" in capsys.readouterr().out
     assert main(["show", "bugs/7", "-c", c]) == 65

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from mailtracker import sysexits
+from mailtracker.cli import ingest_arguments
 from mailtracker.config import Config, LmtpConfig
 from mailtracker.handoff import combined, hand_over
 from mailtracker.models import Issue
+from mailtracker.pipe import _read_args
 from mailtracker.store import Store
 from tests.conftest import CONFIG_FILE, MESSAGES
 from tests.harness import running_gateway
@@ -31,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs ``main`` and reports which expensive modules the process loaded.
 PROBE = (
     "import sys; from mailtracker.cli import main; code = main(sys.argv[1:]); "
-    "heavy = ('sqlalchemy', 'mailtracker.config', 'logging', 'dkim', 'smtplib'); "
+    "heavy = ('sqlalchemy', 'mailtracker.config', 'logging', 'dkim', 'smtplib', 'argparse', "
+    "'dataclasses'); "
     "print(' '.join(m for m in heavy if m in sys.modules)); sys.exit(code)"
 )
 
@@ -222,3 +225,33 @@ def test_unsigned_mail_never_loads_dkimpy(config_file: Path) -> None:
     done = ingest(config_file, NEW, "--recipient", "bugs@example.org", probe=True)
     assert done.returncode == 0, done.stderr
     assert b"dkim" not in done.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["ingest", "-c", "/etc/m.toml", "--sender=a@x", "--recipient=bugs@x", "--recipient=b@x"],
+        ["-c", "/etc/m.toml", "ingest", "--sender", "", "--recipient", "bugs+1@x"],
+        ["ingest", "--config=/etc/m.toml", "-v"],
+        ["ingest"],
+    ],
+)
+def test_the_quick_reading_agrees_with_argparse(words: list[str]) -> None:
+    quick = _read_args(words)
+    assert quick is not None
+    full = ingest_arguments(words)
+    seen = [(a.config, a.recipients, a.sender, a.verbose) for a in (quick, full)]
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize(
+    "words", [["ingest", "--help"], ["ingest", "-cfile"], ["ingest", "--recip", "a"], ["x"]]
+)
+def test_other_forms_are_left_to_argparse(words: list[str]) -> None:
+    assert _read_args(words) is None
+
+
+def test_a_mistake_gets_argparse_usage(config_file: Path) -> None:
+    done = ingest(config_file, NEW, "--recipent", "bugs@example.org")
+    assert done.returncode == 2
+    assert b"unrecognized arguments: --recipent" in done.stderr
