@@ -7,19 +7,42 @@ so the journal and the notification only say what really changed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailtracker import store
-from mailtracker.models import Issue, IssueLabel, Nosy
+from mailtracker.models import IssueLabel, Nosy
 from mailtracker.values import Edit
 
-__all__ = ["apply_edits"]
+__all__ = ["IssueState", "apply_edits"]
 
 Change = tuple[str, str, str]
 
 
-def apply_edits(session: Session, issue: Issue, edits: tuple[Edit, ...]) -> list[Change]:
+@dataclass
+class IssueState:
+    """An issue's columns as ``apply`` read or wrote them, without an ORM object: edits
+    change them here and note each in ``changed``, which ``apply`` then writes with
+    ``updated_at`` in one UPDATE (the ORM's unit of work took two and most of the time)."""
+
+    id: int
+    number: int
+    reporter_id: int | None
+    title: str
+    status: str
+    priority: str | None = None
+    assignee_id: int | None = None
+    changed: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, column: str, value: Any) -> None:
+        setattr(self, column, value)
+        self.changed[column] = value
+
+
+def apply_edits(session: Session, issue: IssueState, edits: tuple[Edit, ...]) -> list[Change]:
     changes: list[Change] = []
     for prop in ("title", "status", "priority", "assignee", "labels", "nosy"):
         mine = [e for e in edits if e.prop == prop]
@@ -31,19 +54,19 @@ def apply_edits(session: Session, issue: Issue, edits: tuple[Edit, ...]) -> list
     return changes
 
 
-def _scalar(session: Session, issue: Issue, edits: list[Edit]) -> tuple[str, str]:
+def _scalar(session: Session, issue: IssueState, edits: list[Edit]) -> tuple[str, str]:
     prop = edits[0].prop
     old = getattr(issue, prop) or ""
     new = edits[-1].value
-    setattr(issue, prop, (new or None) if prop == "priority" else new)
+    issue.set(prop, (new or None) if prop == "priority" else new)
     return old, new
 
 
-def _assignee(session: Session, issue: Issue, edits: list[Edit]) -> tuple[str, str]:
+def _assignee(session: Session, issue: IssueState, edits: list[Edit]) -> tuple[str, str]:
     old = _email(session, issue.assignee_id)
     address = edits[-1].value
     user = store.user_by_address(session, address) if address else None
-    issue.assignee_id = user.id if user else None
+    issue.set("assignee_id", user.id if user else None)
     return old, _email(session, issue.assignee_id)
 
 
@@ -65,7 +88,7 @@ def _combine(current: set[str], edits: list[Edit]) -> set[str]:
     return result
 
 
-def _labels(session: Session, issue: Issue, edits: list[Edit]) -> tuple[str, str]:
+def _labels(session: Session, issue: IssueState, edits: list[Edit]) -> tuple[str, str]:
     current = set(session.scalars(select(IssueLabel.label).where(IssueLabel.issue_id == issue.id)))
     wanted = _combine(current, edits)
     session.execute(
@@ -78,7 +101,7 @@ def _labels(session: Session, issue: Issue, edits: list[Edit]) -> tuple[str, str
     return ", ".join(sorted(current)), ", ".join(sorted(wanted))
 
 
-def _nosy(session: Session, issue: Issue, edits: list[Edit]) -> tuple[str, str]:
+def _nosy(session: Session, issue: IssueState, edits: list[Edit]) -> tuple[str, str]:
     ids = store.nosy_user_ids(session, issue.id)
     by_email = {u.email: u.id for u in store.users_by_ids(session, ids)}
     for edit in edits:

@@ -10,14 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
-from mailtracker import blobio, limits, permissions, store
+from mailtracker import blobio, limits, people, permissions, store
 from mailtracker.addresses import classify
 from mailtracker.config import Config, TrackerConfig
-from mailtracker.edits import apply_edits
+from mailtracker.edits import IssueState, apply_edits
 from mailtracker.errors import Duplicate, Held, NotPermitted, Rejected
-from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, User, utcnow
+from mailtracker.models import Attachment, Blob, Issue, JournalEntry, Message, utcnow
+from mailtracker.people import Person
 from mailtracker.trust import require_verified
 from mailtracker.values import (
     FORGE_EVIDENCE,
@@ -31,6 +33,16 @@ from mailtracker.values import (
 )
 
 __all__ = ["apply", "thread_root"]
+
+# Core statements built once: every mail writes through them, and the ORM's unit of work
+# with its entity objects cost more than the database did (docs/performance.md).
+_ISSUES = store.table(Issue)
+_MESSAGES = store.table(Message)
+_NEW_ISSUE = _ISSUES.insert().returning(_ISSUES.c.id)
+_SAVE_ISSUE = update(_ISSUES).where(_ISSUES.c.id == bindparam("issue_pk"))
+_NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
+_NEW_ATTACHMENTS = store.table(Attachment).insert()
+_NEW_JOURNAL_ENTRY = store.table(JournalEntry).insert()
 
 
 def thread_root(tracker: TrackerConfig, number: int, hostname: str) -> str:
@@ -49,33 +61,39 @@ def apply(
 ) -> Change:
     """Store the mail on its issue (creating the issue if asked), apply its edits, and say
     who is to be told. Raises ``Duplicate``, ``Held``, ``NotPermitted``."""
-    row = store.tracker_row(session, tracker.name)
-    if store.message_exists(session, row.id, incoming.message_id):
+    tracker_id = store.tracker_row(session, tracker.name).id
+    if store.message_exists(session, tracker_id, incoming.message_id):
         raise Duplicate(f"message <{incoming.message_id}> is already stored in {tracker.name}")
     author = _author(session, tracker, sender)
     now = utcnow()
     created = target.kind is TargetKind.NEW_ISSUE
     if created:
         limits.check(session, config.limits, author.id, sender.address, None, sender.quiet)
-        issue = _new_issue(session, row.id, tracker, config.smtp.hostname, commands, author, now)
+        issue = _new_issue(
+            session, tracker_id, tracker, config.smtp.hostname, commands, author, now
+        )
     else:
-        issue = _existing_issue(session, row.id, tracker, target)
+        issue = _existing_issue(session, tracker_id, tracker, target)
         limits.check(session, config.limits, author.id, sender.address, issue.id, sender.quiet)
     require_verified(sender, tracker, bool(commands.changes))
     permissions.check(_actor(author), issue.reporter_id, commands.changes)
-    message = _store_message(session, row.id, issue, author, incoming, commands, sender, now)
+    message_pk = _store_message(session, tracker_id, issue, author, incoming, commands, sender, now)
     entries = _creation_entries(issue) if created else []
     changes = apply_edits(session, issue, commands.changes)
-    _journal(session, message, entries, changes)
+    _journal(session, issue.id, author.id, message_pk, now, entries + _entries(changes))
     if sender.evidence != FORGE_EVIDENCE:  # the forge's user follows nothing
-        _update_nosy(session, config, tracker, issue, incoming, author, commands, created)
-    issue.updated_at = now
-    recipients = () if sender.quiet else _recipients(session, issue, author, incoming, created)
+        _update_nosy(session, config, tracker, issue.id, incoming, author, commands, created)
+    _save_issue(session, issue, created, now)
+    recipients = (
+        ()
+        if sender.quiet
+        else _recipients(session, tracker_id, issue.id, author, incoming, created)
+    )
     return Change(
         tracker=tracker.name,
         issue_pk=issue.id,
         number=issue.number,
-        message_pk=message.id,
+        message_pk=message_pk,
         created=created,
         author_pk=author.id,
         changes=tuple(changes),
@@ -83,38 +101,46 @@ def apply(
     )
 
 
-def _actor(user: User) -> permissions.Actor:
-    return permissions.Actor(user.id, user.role, frozenset(a.email for a in user.addresses))
+def _save_issue(session: Session, issue: IssueState, created: bool, now: datetime) -> None:
+    """The edited columns and ``updated_at`` in one UPDATE; none for a new issue the mail
+    did not edit, whose row was written with ``now`` already."""
+    if issue.changed or not created:
+        session.execute(_SAVE_ISSUE, {"issue_pk": issue.id, **issue.changed, "updated_at": now})
+
+
+def _actor(user: Person) -> permissions.Actor:
+    return permissions.Actor(user.id, user.role, frozenset(user.emails))
 
 
 def _update_nosy(
     session: Session,
     config: Config,
     tracker: TrackerConfig,
-    issue: Issue,
+    issue_id: int,
     incoming: Incoming,
-    author: User,
+    author: Person,
     commands: Commands,
     created: bool,
 ) -> None:
     """Cc'd people join a new issue; the author joins unless this mail took them off."""
-    if created:
-        store.add_nosy(session, issue.id, _cc_users(session, config, tracker, incoming, author))
-    own = {a.email for a in author.addresses}
+    joining = _cc_users(session, config, tracker, incoming, author) if created else []
+    own = set(author.emails)
     removed_self = any(
         e.prop == "nosy" and e.op == "remove" and own & set(e.value.split(","))
         for e in commands.changes
     )
     if not removed_self:
-        store.add_nosy(session, issue.id, [author.id])
+        joining.append(author.id)
+    store.add_nosy(session, issue_id, joining)
 
 
-def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> User:
-    user = store.user_by_address(session, sender.address)
-    if user is not None:
-        if not user.name and sender.name:
-            user.name = sender.name
-        return user
+def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> Person:
+    person = people.person_by_address(session, sender.address)
+    if person is not None:
+        if not person.name and sender.name:
+            people.set_user_name(session, person.id, sender.name)
+            person = person._replace(name=sender.name)
+        return person
     if tracker.unknown_senders == "moderate":
         raise Held(f"{sender.address} is not a user of {tracker.title}: held for a moderator")
     if tracker.unknown_senders == "reject":
@@ -122,7 +148,7 @@ def _author(session: Session, tracker: TrackerConfig, sender: Sender) -> User:
             f"{tracker.title} takes mail only from registered users, and {sender.address} "
             f"is not one; ask the tracker's administrators for an account"
         )
-    return store.create_user(session, sender.address, sender.name)
+    return people.add_person(session, sender.address, sender.name)
 
 
 def _new_issue(
@@ -131,114 +157,121 @@ def _new_issue(
     tracker: TrackerConfig,
     hostname: str,
     commands: Commands,
-    author: User,
+    author: Person,
     now: datetime,
-) -> Issue:
+) -> IssueState:
     number = store.next_issue_number(session, tracker_id)
-    issue = Issue(
-        tracker_id=tracker_id,
-        number=number,
-        title=commands.title,
-        status=tracker.statuses[0],
-        reporter_id=author.id,
-        priority=None,
-        thread_root=thread_root(tracker, number, hostname),
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(issue)
-    session.flush()
+    issue = IssueState(0, number, author.id, commands.title, tracker.statuses[0])
+    values = {
+        "tracker_id": tracker_id,
+        "number": number,
+        "title": issue.title,
+        "status": issue.status,
+        "reporter_id": author.id,
+        "thread_root": thread_root(tracker, number, hostname),
+        "created_at": now,
+        "updated_at": now,
+    }
+    issue.id = session.execute(_NEW_ISSUE, values).scalar_one()
     return issue
 
 
 def _existing_issue(
     session: Session, tracker_id: int, tracker: TrackerConfig, target: Target
-) -> Issue:
+) -> IssueState:
     assert target.number is not None
-    issue = store.issue_by_number(session, tracker_id, target.number)
-    if issue is None:
+    row = store.issue_row(session, tracker_id, target.number)
+    if row is None:
         raise Rejected(f"{tracker.title} has no issue {target.number}")
-    return issue
+    return IssueState(**row)
 
 
 def _store_message(
     session: Session,
     tracker_id: int,
-    issue: Issue,
-    author: User,
+    issue: IssueState,
+    author: Person,
     incoming: Incoming,
     commands: Commands,
     sender: Sender,
     now: datetime,
-) -> Message:
-    message = Message(
-        tracker_id=tracker_id,
-        issue_id=issue.id,
-        message_id=incoming.message_id,
-        author_id=author.id,
-        subject=incoming.subject,
-        date=incoming.date,
-        received_at=now,
-        in_reply_to=" ".join(incoming.in_reply_to),
-        references=" ".join(incoming.references),
-        body=commands.comment,
-        visible=commands.visible,
-        is_comment=bool(commands.comment.strip()) or not commands.changes,
-        verified=sender.verified,
-        evidence=sender.evidence[:400],
-        quiet=sender.quiet,
-        raw=blobio.value(session, incoming.raw),
-    )
-    session.add(message)
-    session.flush()
-    blobio.fill(session, Message.__tablename__, "raw", message.id, incoming.raw)
+) -> int:
+    """The mail's row (a large raw mail through blob I/O), its references, attachments."""
+    raw = blobio.value(session, incoming.raw)
+    values = {
+        "tracker_id": tracker_id,
+        "issue_id": issue.id,
+        "message_id": incoming.message_id,
+        "author_id": author.id,
+        "subject": incoming.subject,
+        "date": incoming.date,
+        "received_at": now,
+        "in_reply_to": " ".join(incoming.in_reply_to),
+        "references": " ".join(incoming.references),
+        "body": commands.comment,
+        "visible": commands.visible,
+        "is_comment": bool(commands.comment.strip()) or not commands.changes,
+        "verified": sender.verified,
+        "evidence": sender.evidence[:400],
+        "quiet": sender.quiet,
+    }
+    if isinstance(raw, bytes):
+        message_pk: int = session.execute(_NEW_MESSAGE, {**values, "raw": raw}).scalar_one()
+    else:  # zeroblob(n): an expression, not a parameter
+        message_pk = session.execute(_NEW_MESSAGE.values(raw=raw), values).scalar_one()
+    blobio.fill(session, _MESSAGES.name, "raw", message_pk, incoming.raw)
     refs = [*incoming.in_reply_to, *incoming.references]
-    store.add_message_refs(session, tracker_id, message.id, refs)
-    _store_attachments(session, message, incoming)
-    return message
+    store.add_message_refs(session, tracker_id, message_pk, refs)
+    _store_attachments(session, message_pk, incoming)
+    return message_pk
 
 
-def _store_attachments(session: Session, message: Message, incoming: Incoming) -> None:
+def _store_attachments(session: Session, message_pk: int, incoming: Incoming) -> None:
     blobs = {a.sha256: a.data for a in incoming.attachments}
     rows = [{"sha256": k, "data": v} for k, v in blobs.items() if not blobio.is_large(session, v)]
     store.insert_ignore(session, Blob, rows)
     for sha256, data in blobs.items():
         if blobio.is_large(session, data):
             blobio.add_blob(session, sha256, data)
-    for part in incoming.attachments:
-        session.add(
-            Attachment(
-                message_pk=message.id,
-                filename=part.filename,
-                content_type=part.content_type,
-                size=part.size,
-                sha256=part.sha256,
-            )
-        )
-    session.flush()
+    parts = [
+        {
+            "message_pk": message_pk,
+            "filename": part.filename,
+            "content_type": part.content_type,
+            "size": part.size,
+            "sha256": part.sha256,
+        }
+        for part in incoming.attachments
+    ]
+    if parts:
+        session.execute(_NEW_ATTACHMENTS, parts)
+
+
+def _entries(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [{"property": p, "old": o or None, "new": n or None} for p, o, n in changes]
 
 
 def _journal(
     session: Session,
-    message: Message,
+    issue_id: int,
+    actor_id: int,
+    message_pk: int,
+    when: datetime,
     entries: list[dict[str, Any]],
-    changes: list[tuple[str, str, str]],
 ) -> None:
     """One journal entry per mail: the creation (if any) and every property it changed."""
-    entries = entries + [{"property": p, "old": o or None, "new": n or None} for p, o, n in changes]
     if entries:
-        session.add(
-            JournalEntry(
-                issue_id=message.issue_id,
-                actor_id=message.author_id,
-                created_at=message.received_at,
-                message_pk=message.id,
-                changes=entries,
-            )
-        )
+        values = {
+            "issue_id": issue_id,
+            "actor_id": actor_id,
+            "created_at": when,
+            "message_pk": message_pk,
+            "changes": entries,
+        }
+        session.execute(_NEW_JOURNAL_ENTRY, values)
 
 
-def _creation_entries(issue: Issue) -> list[dict[str, Any]]:
+def _creation_entries(issue: IssueState) -> list[dict[str, Any]]:
     """The journal's record of a new issue, taken before the mail's own edits apply."""
     return [
         {"property": "title", "old": None, "new": issue.title},
@@ -247,40 +280,43 @@ def _creation_entries(issue: Issue) -> list[dict[str, Any]]:
 
 
 def _cc_users(
-    session: Session, config: Config, tracker: TrackerConfig, incoming: Incoming, author: User
+    session: Session, config: Config, tracker: TrackerConfig, incoming: Incoming, author: Person
 ) -> list[int]:
-    """Users for the Cc'd addresses of a new issue, registered if the tracker allows it."""
+    """Users for the Cc'd addresses of a new issue, registered if the tracker allows it;
+    those already users found in one query."""
+    wanted = [
+        address
+        for address in dict.fromkeys(incoming.cc)
+        if "@" in address and classify(address, config.trackers) is None
+    ]
+    known = people.user_ids_by_address(session, wanted)
     ids = []
-    for address in dict.fromkeys(incoming.cc):
-        if "@" not in address or classify(address, config.trackers) is not None:
-            continue
-        user = store.user_by_address(session, address)
-        if user is None and tracker.unknown_senders == "register":
-            user = store.create_user(session, address)
-        if user is not None and user.id != author.id:
-            ids.append(user.id)
+    for address in wanted:
+        user_id = known.get(address.lower())
+        if user_id is None and tracker.unknown_senders == "register":
+            user_id = known[address.lower()] = people.add_person(session, address).id
+        if user_id is not None and user_id != author.id:
+            ids.append(user_id)
     return ids
 
 
 def _recipients(
-    session: Session, issue: Issue, author: User, incoming: Incoming, created: bool
+    session: Session,
+    tracker_id: int,
+    issue_id: int,
+    author: Person,
+    incoming: Incoming,
+    created: bool,
 ) -> tuple[Notified, ...]:
     """The nosy list and the tracker's subscribers (``all``; ``new`` for a new issue), each
     once, less the author, those who got this very mail directly, and addresses disabled
     because mail to them bounced."""
     direct = set(incoming.to) | set(incoming.cc)
-    nosy = store.nosy_user_ids(session, issue.id)
     modes = ("all", "new") if created else ("all",)
-    subscribed = store.subscriber_ids(session, issue.tracker_id, modes)
-    # Addresses as plain rows (the first is the one we write to): no User objects, which
-    # cost a query more and most of the time of a fan-out to thousands.
-    users = store.addresses_by_user(session, (nosy | set(subscribed)) - {author.id})
-    chosen = {uid: emails[0] for uid, emails in users.items() if direct.isdisjoint(emails)}
-    disabled = store.disabled_addresses(session, chosen.values())
-    return tuple(
-        sorted(
-            Notified(email, "nosy" if uid in nosy else subscribed[uid])
-            for uid, email in chosen.items()
-            if email not in disabled
-        )
-    )
+    found = people.followers(session, issue_id, tracker_id, modes, author.id)
+    told = []
+    for follower in found.values():
+        email, disabled = next(iter(follower.addresses.items()))  # the one we write to
+        if direct.isdisjoint(follower.addresses) and not disabled:
+            told.append(Notified(email, follower.reason))
+    return tuple(sorted(told))

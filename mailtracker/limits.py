@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailtracker.config import LimitsConfig
@@ -70,16 +70,28 @@ def _judge(count: int, limit: int, what: str, flood: bool = False) -> None:
     raise TempFailure(f"too many {what} (the limit is {limit}); try again later")
 
 
+# Built once: the counts run for every mail, and building them cost more than running them.
+_ISSUES = Issue.__table__.c
+_MESSAGES = Message.__table__.c
+_NEW_ISSUES = select(func.count()).where(
+    _ISSUES.reporter_id == bindparam("author_pk"), _ISSUES.created_at > bindparam("since")
+)
+_MESSAGES_BY = {
+    quiet: select(func.count()).where(
+        _MESSAGES.author_id == bindparam("author_pk"),
+        _MESSAGES.received_at > bindparam("since"),
+        _MESSAGES.issue_id == bindparam("issue_pk"),
+        _MESSAGES.quiet.is_(quiet),
+    )
+    for quiet in (False, True)
+}
+
+
 def _new_issues(session: Session, author_id: int, since: datetime) -> int:
-    query = select(func.count()).where(Issue.reporter_id == author_id, Issue.created_at > since)
-    return int(session.scalar(query) or 0)
+    count = session.execute(_NEW_ISSUES, {"author_pk": author_id, "since": since}).scalar()
+    return int(count or 0)
 
 
 def _messages(session: Session, author_id: int, issue_id: int, since: datetime, quiet: bool) -> int:
-    query = select(func.count()).where(
-        Message.author_id == author_id,
-        Message.received_at > since,
-        Message.issue_id == issue_id,
-        Message.quiet.is_(quiet),
-    )
-    return int(session.scalar(query) or 0)
+    params = {"author_pk": author_id, "since": since, "issue_pk": issue_id}
+    return int(session.execute(_MESSAGES_BY[quiet], params).scalar() or 0)

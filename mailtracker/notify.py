@@ -18,10 +18,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from mailtracker import store, tokens
+from mailtracker import people, store, tokens
 from mailtracker.authenticate import LOOP_HEADER
 from mailtracker.config import TrackerConfig
 from mailtracker.headers import SMTP_POLICY
@@ -315,20 +315,23 @@ def queue_notifications(
         }
         for m in mails
     ]
-    session.execute(insert(Outbox), rows)
+    session.execute(_NEW_OUTBOX, rows)
     return len(mails)
+
+
+_NEW_OUTBOX = store.table(Outbox).insert()
 
 
 def _addressees(session: Session, change: Change, tracker: TrackerConfig) -> list[Addressee]:
     """Each recipient with the tokens of their own reply and unsubscribe addresses."""
-    secret = tokens.current_key(session).secret  # one lookup for all three kinds of token
+    secret = tokens.current_secret(session)  # one lookup for all three kinds of token
     reply = tokens.minter(session, tracker.name, change.number, secret)
     leave = {
         "nosy": tokens.unsubscribe_minter(session, tracker.name, str(change.number), secret),
         "all": tokens.unsubscribe_minter(session, tracker.name, "all", secret),
     }
     leave["new"] = leave["all"]
-    owners = store.user_ids_by_address(session, (r.email for r in change.recipients))
+    owners = people.user_ids_by_address(session, (r.email for r in change.recipients))
     return [
         Addressee(r.email, reply(owners[r.email]), r.reason, leave[r.reason](owners[r.email]))
         if r.email in owners
@@ -346,23 +349,19 @@ def _notice(
     comment: str,
     attachments: tuple[AttachmentData, ...],
 ) -> Notice:
-    # Plain rows: apply() let go of its ORM objects, so getting them back would reload
-    # them, and the author's addresses with a query more.
-    issue = session.execute(
-        select(Issue.number, Issue.title, Issue.status, Issue.thread_root).where(
-            Issue.id == change.issue_pk
-        )
-    ).one()
-    author_name, author_email = _author_of(session, change.author_pk)
+    # One query for what apply() handed over as ids: the issue, and its author's name and
+    # first address (the one we write to; "" when there is none). It used to take two.
+    params = {"issue_pk": change.issue_pk, "author_pk": change.author_pk}
+    row = session.execute(_NOTICE, params).one()
     return Notice(
         tracker=tracker,
         hostname=hostname,
-        number=issue.number,
-        title=issue.title,
-        status=issue.status,
-        thread_root=issue.thread_root,
-        author_name=author_name,
-        author_email=author_email,
+        number=row.number,
+        title=row.title,
+        status=row.status,
+        thread_root=row.thread_root,
+        author_name=row.name or "",
+        author_email=row.email or "",
         cause_id=cause_id,
         comment=comment,
         created=change.created,
@@ -372,15 +371,22 @@ def _notice(
     )
 
 
-def _author_of(session: Session, user_pk: int | None) -> tuple[str, str]:
-    """The author's name and first address (the one we write to); ``("", "")`` if none."""
-    if not user_pk:
-        return "", ""
-    row = session.execute(
-        select(User.name, UserAddress.email)
-        .outerjoin(UserAddress, UserAddress.user_id == User.id)
-        .where(User.id == user_pk)
-        .order_by(UserAddress.id)
-        .limit(1)
-    ).first()
-    return (row.name, row.email or "") if row is not None else ("", "")
+_ISSUES = store.table(Issue)
+_USERS = store.table(User)
+_ADDRESSES = store.table(UserAddress)
+_NOTICE = (
+    select(
+        _ISSUES.c.number,
+        _ISSUES.c.title,
+        _ISSUES.c.status,
+        _ISSUES.c.thread_root,
+        _USERS.c.name,
+        _ADDRESSES.c.email,
+    )
+    .select_from(_ISSUES)
+    .outerjoin(_USERS, _USERS.c.id == bindparam("author_pk"))
+    .outerjoin(_ADDRESSES, _ADDRESSES.c.user_id == _USERS.c.id)
+    .where(_ISSUES.c.id == bindparam("issue_pk"))
+    .order_by(_ADDRESSES.c.id)
+    .limit(1)
+)
