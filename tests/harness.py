@@ -107,6 +107,18 @@ class RawSMTP:
         self.sock.close()
 
 
+def open_transaction(port: int, timeout: float = 10.0) -> RawSMTP:
+    """Greeting, EHLO, MAIL, RCPT and DATA done on the gateway at ``port``; the body is the
+    caller's."""
+    raw = RawSMTP(port, timeout=timeout)
+    assert raw.reply().startswith(b"220 ")
+    assert raw.command(b"EHLO client.example.com").startswith(b"250-tracker.example.org")
+    assert raw.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
+    assert raw.command(b"RCPT TO:<bugs@example.org>") == b"250 2.1.5 Ok\r\n"
+    assert raw.command(b"DATA") == b"354 End data with <CR><LF>.<CR><LF>\r\n"
+    return raw
+
+
 def make_certificate(folder: Path, password: bytes | None = None) -> tuple[Path, Path]:
     """A self-signed certificate for tracker.example.org and 127.0.0.1, and its PEM key
     (encrypted with ``password`` if given): ``(cert_path, key_path)`` in ``folder``."""

@@ -31,7 +31,7 @@ from mailtracker.receive import LINE_LENGTH_LIMIT
 from mailtracker.store import Store, ensure_trackers, make_engine, upgrade_schema
 from mailtracker.values import Envelope
 from tests.conftest import make_config
-from tests.harness import RawLMTP, RawSMTP, running_gateway, send
+from tests.harness import RawLMTP, open_transaction, running_gateway, send
 
 WAIT = 30.0
 LIMIT = 4_000_000
@@ -69,17 +69,6 @@ def stored(config: Config) -> tuple[list[tuple[bytes, str]], list[Attachment], l
         store.close()
 
 
-def open_transaction(port: int) -> RawSMTP:
-    """Greeting, EHLO, MAIL, RCPT and DATA done; the body is the caller's."""
-    client = RawSMTP(port, timeout=WAIT)
-    assert client.reply().startswith(b"220 ")
-    assert client.command(b"EHLO client.example.com").startswith(b"250-")
-    assert client.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
-    assert client.command(b"RCPT TO:<bugs@example.org>") == b"250 2.1.5 Ok\r\n"
-    assert client.command(b"DATA") == b"354 End data with <CR><LF>.<CR><LF>\r\n"
-    return client
-
-
 def test_the_mail_is_big_enough_to_take_the_big_paths() -> None:
     mail = big_mail("size@example.com")
     assert len(PAYLOAD) > LARGE and len(base64.encodebytes(PAYLOAD)) > BIG_RUN
@@ -109,7 +98,7 @@ def test_too_big_is_refused_after_the_whole_data(sqlite_url: str, tmp_path: Path
     line = b"y" * 998 + b"\r\n"
     over = line * (limit // len(line)) + b"QUIT\r\nRSET\r\n" + line * 10
     with running_gateway(config) as gateway:
-        client = open_transaction(gateway.port)
+        client = open_transaction(gateway.port, WAIT)
         try:
             client.sock.sendall(b"Subject: big\r\n\r\n" + over + b".\r\n")
             refusal = f"552 5.3.4 Message too big: this tracker takes at most {limit} bytes"
@@ -127,7 +116,7 @@ def test_an_overlong_line_ending_in_a_dot_does_not_end_data(
     config = make_config(sqlite_url, tmp_path)
     body = b"Subject: long\r\n\r\n" + b"z" * (LINE_LENGTH_LIMIT * 2) + b".\r\nQUIT\r\n"
     with running_gateway(config) as gateway:
-        client = open_transaction(gateway.port)
+        client = open_transaction(gateway.port, WAIT)
         try:
             client.sock.sendall(body + b".\r\n")
             assert client.reply() == b"500 Line too long (see RFC5321 4.5.3.1.6)\r\n"

@@ -24,7 +24,14 @@ from mailtracker.pipeline import Outcome
 from mailtracker.receive import LINE_LENGTH_LIMIT, SMUGGLING_REFUSAL, smuggled_end_of_data
 from mailtracker.store import Store
 from tests.conftest import MESSAGES, make_config
-from tests.harness import RawSMTP, make_certificate, running_gateway, send, wait_until_admitted
+from tests.harness import (
+    RawSMTP,
+    make_certificate,
+    open_transaction,
+    running_gateway,
+    send,
+    wait_until_admitted,
+)
 
 WAIT = 10.0  # seconds any single read may block before the test fails
 MAIL = (
@@ -50,17 +57,6 @@ def stored(config: Config) -> list[Message]:
             return list(session.scalars(select(Message)))
     finally:
         store.close()
-
-
-def open_transaction(port: int) -> RawSMTP:
-    """Greeting, EHLO, MAIL, RCPT and DATA done; the body is the caller's."""
-    raw = RawSMTP(port, timeout=WAIT)
-    assert raw.reply().startswith(b"220 ")
-    assert raw.command(b"EHLO client.example.com").startswith(b"250-tracker.example.org")
-    assert raw.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
-    assert raw.command(b"RCPT TO:<bugs@example.org>") == b"250 2.1.5 Ok\r\n"
-    assert raw.command(b"DATA") == b"354 End data with <CR><LF>.<CR><LF>\r\n"
-    return raw
 
 
 def deliver_then_quit(port: int, body: bytes) -> bytes:
