@@ -205,7 +205,9 @@ def test_notifications_are_dkim_signed(store: Store, config: Config, tmp_path: P
             (MESSAGES / "reply-by-subaddress.eml").read_bytes(),
             ["bugs+1@example.org"],
         )
-        box = mailbox.Maildir(config.outgoing.maildir, create=True)
+        # The delivery worker makes the Maildir; making it here too would race with it.
+        wait_for(lambda: Path(config.outgoing.maildir, "new").is_dir())
+        box = mailbox.Maildir(config.outgoing.maildir, create=False)
         wait_for(lambda: len(box) >= 2)
     signer = Signer.from_config(outgoing)
     assert signer is not None
