@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 from email.message import Message
+from functools import cached_property
 
 __all__ = ["BIG_RUN", "BigRuns", "elide"]
 
@@ -40,8 +41,16 @@ class BigRuns:
         self.raw = raw
         self.spans = spans
         self.prefix = f"mailtrackerelided{secrets.token_hex(12)}n"
-        self._token = re.compile(re.escape(self.prefix) + "([0-9]+)z")
-        self._alone = re.compile(r"[\r\n\t ]*" + self._token.pattern + r"[\r\n\t ]*")
+
+    # Compiled only for a mail that has runs: the prefix is new for every mail, so the re
+    # module's cache never holds them, and compiling both cost every mail 0.3 ms.
+    @cached_property
+    def _token(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.prefix) + "([0-9]+)z")
+
+    @cached_property
+    def _alone(self) -> re.Pattern[str]:
+        return re.compile(r"[\r\n\t ]*" + self._token.pattern + r"[\r\n\t ]*")
 
     def token(self, index: int) -> bytes:
         return f"{self.prefix}{index}z".encode("ascii")
