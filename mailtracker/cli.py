@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from mailtracker import clicommands as run
 from mailtracker.errors import ConfigError
 from mailtracker.sysexits import EX_CONFIG, EX_USAGE
 
@@ -133,37 +134,41 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", parents=[common], help="write a commented mailtracker.toml")
     init.add_argument("directory", nargs="?", default=".")
     init.set_defaults(func=lambda a, c: 0)
-    _add(sub, common, "serve", "SMTP listener and delivery worker", _serve)
+    _add(sub, common, "serve", "SMTP listener and delivery worker", run.serve)
     _ingest_parser(sub, common)
-    imp = _add(sub, common, "import", "an mbox file or Maildir, threaded", _import)
-    imp.add_argument("path")
-    imp.add_argument("--tracker", metavar="T")
-    imp.add_argument("--notify", action="store_true", help="send notifications too")
-    issues = _add(sub, common, "issues", "list issues", _issues)
-    issues.add_argument("--tracker", metavar="T")
-    issues.add_argument("--status", metavar="S")
-    issues.add_argument("--json", action="store_true")
-    show = _add(sub, common, "show", "one issue with its messages", _show)
-    show.add_argument("issue", metavar="ISSUE", help="42, issue42 or TRACKER/42")
-    show.add_argument("--json", action="store_true")
+    _issue_parsers(sub, common)
     _user_parsers(sub, common)
     _moderation_parsers(sub, common)
     _quarantine_parsers(sub, common)
     _bounce_parsers(sub, common)
     _subscription_parsers(sub, common)
+    _maintenance_parsers(sub, common)
+    return parser
+
+
+def _issue_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    imp = _add(sub, common, "import", "an mbox file or Maildir, threaded", run.import_archive)
+    imp.add_argument("path")
+    imp.add_argument("--tracker", metavar="T")
+    imp.add_argument("--notify", action="store_true", help="send notifications too")
+    issues = _add(sub, common, "issues", "list issues", run.issues)
+    issues.add_argument("--tracker", metavar="T")
+    issues.add_argument("--status", metavar="S")
+    issues.add_argument("--json", action="store_true")
+    show = _add(sub, common, "show", "one issue with its messages", run.show)
+    show.add_argument("issue", metavar="ISSUE", help="42, issue42 or TRACKER/42")
+    show.add_argument("--json", action="store_true")
+
+
+def _maintenance_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     tok = sub.add_parser("tokens", parents=[common], help="reply-address token keys")
     tok_sub = tok.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
-    _add(
-        tok_sub,
-        common,
-        "rotate",
-        "new key for reply tokens; old ones work 30 days more",
-        _tokens_rotate,
-    )
-    outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", _outbox)
+    text = "new key for reply tokens; old ones work 30 days more"
+    _add(tok_sub, common, "rotate", text, run.tokens_rotate)
+    outbox = _add(sub, common, "outbox", "queued and failed outgoing mail", run.outbox)
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--all", action="store_true", help="include mail already sent")
-    deliver = _add(sub, common, "deliver", "send queued mail", _deliver)
+    deliver = _add(sub, common, "deliver", "send queued mail", run.deliver)
     deliver.add_argument(
         "--once",
         action="store_true",
@@ -172,32 +177,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     db = sub.add_parser("db", parents=[common], help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    _add(db_sub, common, "upgrade", "apply schema migrations", _db_upgrade)
-    return parser
+    _add(db_sub, common, "upgrade", "apply schema migrations", run.db_upgrade)
 
 
 def _quarantine_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     q = sub.add_parser("quarantine", parents=[common], help="mail that tripped a bug")
     q_sub = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
-    listing = _add(q_sub, common, "list", "list quarantined mail", _quarantine_list)
+    listing = _add(q_sub, common, "list", "list quarantined mail", run.quarantine_list)
     listing.add_argument("--all", action="store_true", help="include mail retried already")
     listing.add_argument("--json", action="store_true")
     show = _add(
-        q_sub, common, "show", "the error, a diagnosis of the mail, the mail", _quarantine_show
+        q_sub, common, "show", "the error, a diagnosis of the mail, the mail", run.quarantine_show
     )
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
-    retry = _add(q_sub, common, "retry", "run a quarantined mail again", _quarantine_retry)
+    retry = _add(q_sub, common, "retry", "run a quarantined mail again", run.quarantine_retry)
     retry.add_argument("id", type=int)
 
 
 def _bounce_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     b = sub.add_parser("bounces", parents=[common], help="addresses whose mail bounces")
     b_sub = b.add_subparsers(dest="bounces_command", metavar="ACTION", required=True)
-    listing = _add(b_sub, common, "list", "addresses and their bounce scores", _bounces_list)
+    listing = _add(b_sub, common, "list", "addresses and their bounce scores", run.bounces_list)
     listing.add_argument("--json", action="store_true")
     reset = _add(
-        b_sub, common, "reset", "clear an address's score and mail it again", _bounces_reset
+        b_sub, common, "reset", "clear an address's score and mail it again", run.bounces_reset
     )
     reset.add_argument("address")
 
@@ -205,14 +209,16 @@ def _bounce_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _subscription_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     subs = sub.add_parser("subscriptions", parents=[common], help="tracker-wide subscribers")
     s_sub = subs.add_subparsers(dest="subscriptions_command", metavar="ACTION", required=True)
-    listing = _add(s_sub, common, "list", "list subscribers", _subscriptions_list)
+    listing = _add(s_sub, common, "list", "list subscribers", run.subscriptions_list)
     listing.add_argument("--tracker", metavar="T")
     listing.add_argument("--json", action="store_true")
-    add = _add(s_sub, common, "add", "subscribe an address (no confirmation)", _subscriptions_add)
+    add = _add(
+        s_sub, common, "add", "subscribe an address (no confirmation)", run.subscriptions_add
+    )
     add.add_argument("email")
     add.add_argument("--tracker", metavar="T")
     add.add_argument("--mode", choices=("all", "new", "digest"), default="all")
-    remove = _add(s_sub, common, "remove", "unsubscribe an address", _subscriptions_remove)
+    remove = _add(s_sub, common, "remove", "unsubscribe an address", run.subscriptions_remove)
     remove.add_argument("email")
     remove.add_argument("--tracker", metavar="T")
 
@@ -230,22 +236,22 @@ def _add(
 def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     user = sub.add_parser("user", parents=[common], help="manage users")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add = _add(user_sub, common, "add", "add a user", _user_add)
+    add = _add(user_sub, common, "add", "add a user", run.user_add)
     add.add_argument("email")
     add.add_argument("--name", default="")
     add.add_argument("--role", choices=("admin", "developer", "user"), default="user")
-    listing = _add(user_sub, common, "list", "list users", _user_list)
+    listing = _add(user_sub, common, "list", "list users", run.user_list)
     listing.add_argument("--json", action="store_true")
-    role = _add(user_sub, common, "set-role", "change a user's role", _user_set_role)
+    role = _add(user_sub, common, "set-role", "change a user's role", run.user_set_role)
     role.add_argument("email")
     role.add_argument("role", choices=("admin", "developer", "user"))
     address = _add(
-        user_sub, common, "add-address", "give a user another address", _user_add_address
+        user_sub, common, "add-address", "give a user another address", run.user_add_address
     )
     address.add_argument("email", help="an address the user has")
     address.add_argument("new_address")
     token = _add(
-        user_sub, common, "token", "a new API token for the user (replaces theirs)", _user_token
+        user_sub, common, "token", "a new API token for the user (replaces theirs)", run.user_token
     )
     token.add_argument("email")
     token.add_argument("--revoke", action="store_true", help="remove the user's token")
@@ -254,173 +260,11 @@ def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def _moderation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     mod = sub.add_parser("moderation", parents=[common], help="mail held from unknown senders")
     mod_sub = mod.add_subparsers(dest="moderation_command", metavar="ACTION", required=True)
-    listing = _add(mod_sub, common, "list", "list held mail", _moderation_list)
+    listing = _add(mod_sub, common, "list", "list held mail", run.moderation_list)
     listing.add_argument("--json", action="store_true")
     for name, text in (
         ("approve", "accept a held mail and register its sender"),
         ("reject", "discard a held mail"),
     ):
-        action = _add(mod_sub, common, name, text, _moderation_decide)
+        action = _add(mod_sub, common, name, text, run.moderation_decide)
         action.add_argument("id", type=int)
-
-
-def _open_store(config: Config) -> Any:
-    from mailtracker.store import Store
-
-    return Store.open(config)
-
-
-def _serve(args: argparse.Namespace, config: Config) -> int:
-    import asyncio
-    import logging
-
-    from mailtracker.serve import serve_forever
-
-    logging.getLogger().setLevel(logging.INFO)
-    if not args.verbose:  # aiosmtpd logs every SMTP command at INFO
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    return asyncio.run(serve_forever(config))
-
-
-def _import(args: argparse.Namespace, config: Config) -> int:
-    from pathlib import Path
-
-    from mailtracker.actions import import_path
-
-    return import_path(config, Path(args.path), args.tracker, args.notify)
-
-
-def _issues(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import list_issues
-
-    return list_issues(_open_store(config), config, args.tracker, args.status, args.json)
-
-
-def _show(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import show_issue
-
-    return show_issue(_open_store(config), config, args.issue, args.json)
-
-
-def _user_add(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_add
-
-    return user_add(_open_store(config), args.email, args.name, args.role)
-
-
-def _user_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_list
-
-    return user_list(_open_store(config), args.json)
-
-
-def _user_set_role(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_set_role
-
-    return user_set_role(_open_store(config), args.email, args.role)
-
-
-def _user_add_address(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_add_address
-
-    return user_add_address(_open_store(config), args.email, args.new_address)
-
-
-def _user_token(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.web_tokens import user_token
-
-    return user_token(_open_store(config), args.email, args.revoke)
-
-
-def _moderation_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import moderation_list
-
-    return moderation_list(_open_store(config), args.json)
-
-
-def _moderation_decide(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import moderation_decide
-
-    approve = args.moderation_command == "approve"
-    return moderation_decide(_open_store(config), config, args.id, approve)
-
-
-def _quarantine_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_list
-
-    return quarantine_list(_open_store(config), args.all, args.json)
-
-
-def _quarantine_show(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_show
-
-    return quarantine_show(_open_store(config), args.id, args.json)
-
-
-def _quarantine_retry(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_retry
-
-    return quarantine_retry(_open_store(config), config, args.id)
-
-
-def _bounces_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import bounces_list
-
-    return bounces_list(_open_store(config), args.json)
-
-
-def _bounces_reset(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import bounces_reset
-
-    return bounces_reset(_open_store(config), args.address)
-
-
-def _tokens_rotate(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker import tokens
-
-    with _open_store(config).write() as session:
-        key = tokens.rotate(session)
-        print(
-            f"reply tokens now use key {key.id}; older keys are honoured for "
-            f"{tokens.GRACE.days} more days"
-        )
-    return 0
-
-
-def _subscriptions_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_list
-
-    return subscriptions_list(_open_store(config), config, args.tracker, args.json)
-
-
-def _subscriptions_add(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_set
-
-    return subscriptions_set(_open_store(config), config, args.email, args.tracker, args.mode)
-
-
-def _subscriptions_remove(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_set
-
-    return subscriptions_set(_open_store(config), config, args.email, args.tracker, None)
-
-
-def _outbox(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import show_outbox
-
-    return show_outbox(_open_store(config), args.all, args.json)
-
-
-def _deliver(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.deliver import deliver_all_now
-
-    report = deliver_all_now(_open_store(config), config)
-    print(f"sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
-    return 0
-
-
-def _db_upgrade(args: argparse.Namespace, config: Config) -> int:
-    store = _open_store(config)
-    print(f"database at the newest schema ({store.dialect})")
-    return 0

@@ -67,14 +67,7 @@ def apply(
     author = _author(session, tracker, sender)
     now = utcnow()
     created = target.kind is TargetKind.NEW_ISSUE
-    if created:
-        limits.check(session, config.limits, author.id, sender.address, None, sender.quiet)
-        issue = _new_issue(
-            session, tracker_id, tracker, config.smtp.hostname, commands, author, now
-        )
-    else:
-        issue = _existing_issue(session, tracker_id, tracker, target)
-        limits.check(session, config.limits, author.id, sender.address, issue.id, sender.quiet)
+    issue = _issue_for(session, config, tracker_id, tracker, target, sender, commands, author, now)
     require_verified(sender, tracker, bool(commands.changes))
     permissions.check(_actor(author), issue.reporter_id, commands.changes)
     message_pk = _store_message(session, tracker_id, issue, author, incoming, commands, sender, now)
@@ -99,6 +92,27 @@ def apply(
         changes=tuple(changes),
         recipients=recipients,
     )
+
+
+def _issue_for(
+    session: Session,
+    config: Config,
+    tracker_id: int,
+    tracker: TrackerConfig,
+    target: Target,
+    sender: Sender,
+    commands: Commands,
+    author: Person,
+    now: datetime,
+) -> IssueState:
+    """The issue the mail goes to, made if it asks for a new one, once the sender is within
+    the abuse limits (``limits.check`` raises ``TempFailure`` or ``Rejected``)."""
+    if target.kind is TargetKind.NEW_ISSUE:
+        limits.check(session, config.limits, author.id, sender.address, None, sender.quiet)
+        return _new_issue(session, tracker_id, tracker, config.smtp.hostname, commands, author, now)
+    issue = _existing_issue(session, tracker_id, tracker, target)
+    limits.check(session, config.limits, author.id, sender.address, issue.id, sender.quiet)
+    return issue
 
 
 def _save_issue(session: Session, issue: IssueState, created: bool, now: datetime) -> None:
