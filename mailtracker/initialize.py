@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mailtracker.config import load_config
 from mailtracker.errors import ConfigError
+from mailtracker.sysexits import EX_CONFIG
 
 __all__ = ["CONFIG_TEMPLATE", "init"]
 
@@ -118,7 +119,7 @@ def init(directory: str) -> int:
         config = load_config(str(path))
     except ConfigError as exc:
         print(f"mailtracker: {exc}", file=sys.stderr)
-        return 78
+        return EX_CONFIG
     from mailtracker import tokens
     from mailtracker.store import Store
 

@@ -37,6 +37,7 @@ from mailtracker.config import Config, lmtp_socket_path, parse_hostport
 from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process
 from mailtracker.receive import (
+    BUSY,
     ConnectionLimits,
     GatewaySMTP,
     Handler,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 # The MTA's user reaches the socket through its group (``adduser postfix mailtracker``);
 # other local users cannot inject mail past the MTA's checks.
 SOCKET_MODE = 0o660
-BUSY = Outcome("451 4.3.0 The tracker is too busy; try again later", 75)
 INTERNAL = "451 4.3.0 Local error in processing"
 # Which recipient is processed first, as the pipeline ranks a tracker's addresses: the
 # bounce address is the surest evidence; the main address, the only one routed by headers

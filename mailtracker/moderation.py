@@ -16,6 +16,7 @@ from mailtracker import store as queries
 from mailtracker.config import Config
 from mailtracker.models import HeldMail
 from mailtracker.store import Store
+from mailtracker.sysexits import EX_DATAERR
 from mailtracker.values import Envelope
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def approve(store: Store, config: Config, held_id: int) -> Outcome:
     with store.write() as session:
         held = session.get(HeldMail, held_id)
         if held is None:
-            return Outcome(f"550 5.0.0 there is no held mail {held_id}", 65)
+            return Outcome(f"550 5.0.0 there is no held mail {held_id}", EX_DATAERR)
         if queries.user_by_address(session, held.sender) is None:
             queries.create_user(session, held.sender)
         raw, envelope = held.raw, Envelope(held.mail_from, (held.rcpt,))

@@ -44,6 +44,7 @@ from mailtracker.dataread import BufferedDataSMTP
 from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process, refusal_for_recipient
 from mailtracker.store import Store
+from mailtracker.sysexits import EX_TEMPFAIL
 from mailtracker.values import Envelope
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# The answer when processing outlasts its bound (``process_timeout``): the MTA retries.
+BUSY = Outcome("451 4.3.0 The tracker is too busy; try again later", EX_TEMPFAIL)
 
 MAX_RECIPIENTS = 100
 # RFC 5321 4.5.3.1.6 allows 1000 octets per line, but real clients (HTML mail, long
@@ -315,7 +318,7 @@ class Handler:
             return await asyncio.wait_for(asyncio.shield(work), bound)
         except TimeoutError:
             log.warning("processing took longer than %g s; answered 451", bound)
-            return Outcome("451 4.3.0 The tracker is too busy; try again later", 75)
+            return BUSY
 
 
 def edge_options(smtp: SmtpConfig) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from mailtracker import store as queries
 from mailtracker.models import ApiToken, User, utcnow
 from mailtracker.store import Store
+from mailtracker.sysexits import EX_DATAERR, EX_OK
 
 __all__ = ["PREFIX", "issue_token", "revoke_token", "token_owner", "user_token"]
 
 PREFIX = "mt_"
-EX_OK, EX_DATAERR = 0, 65
 
 
 def _digest(token: str) -> str:
