@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -24,6 +24,9 @@ from mailtracker.pipe import envelope_sender
 from mailtracker.store import Store
 from mailtracker.sysexits import EX_DATAERR, EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from mailtracker.values import Envelope
+
+if TYPE_CHECKING:
+    from mailtracker.quarantine import Entry
 
 __all__ = ["import_path", "ingest_here", "list_issues", "show_issue", "user_add", "user_list"]
 
@@ -274,19 +277,8 @@ def moderation_decide(store: Store, config: Config, held_id: int, approve: bool)
 
 def quarantine_list(store: Store, include_done: bool, as_json: bool) -> int:
     from mailtracker import quarantine
-    from mailtracker.views import iso
 
-    data = [
-        {
-            "id": e.id,
-            "message_id": e.message_id,
-            "received": iso(e.created_at),
-            "status": e.status,
-            "error": e.error.strip().splitlines()[-1],
-            "outcome": e.outcome,
-        }
-        for e in quarantine.entries(store, include_done)
-    ]
+    data = [_quarantined(e) for e in quarantine.entries(store, include_done)]
     if as_json:
         _print_json(data)
     else:
@@ -300,11 +292,25 @@ def quarantine_list(store: Store, include_done: bool, as_json: bool) -> int:
     return EX_OK
 
 
+def _quarantined(entry: Entry) -> dict[str, Any]:
+    """What ``quarantine list`` shows of a mail, and ``quarantine show --json`` starts with;
+    ``error`` is the traceback's last line (the exception)."""
+    from mailtracker.views import iso
+
+    return {
+        "id": entry.id,
+        "message_id": entry.message_id,
+        "received": iso(entry.created_at),
+        "status": entry.status,
+        "error": (entry.error.strip().splitlines() or [""])[-1],
+        "outcome": entry.outcome,
+    }
+
+
 def quarantine_show(store: Store, quarantine_id: int, as_json: bool) -> int:
     """The error, mail-parser's diagnosis of the raw mail (``diagnose.py``), and the mail."""
     from mailtracker import quarantine
     from mailtracker.diagnose import diagnose
-    from mailtracker.views import iso
 
     found = quarantine.entry(store, quarantine_id)
     if found is None:
@@ -314,16 +320,11 @@ def quarantine_show(store: Store, quarantine_id: int, as_json: bool) -> int:
     mail = found.raw.decode("utf-8", "replace")
     if as_json:
         _print_json(
-            {
-                "id": found.id,
-                "message_id": found.message_id,
-                "received": iso(found.created_at),
-                "status": found.status,
+            _quarantined(found)
+            | {
                 "mail_from": found.mail_from,
                 "rcpt_tos": list(found.rcpt_tos),
-                "error": (found.error.strip().splitlines() or [""])[-1],
                 "traceback": found.error.rstrip(),
-                "outcome": found.outcome,
                 "diagnosis": diagnosis.to_json(),
                 "mail": mail,
             }
