@@ -176,7 +176,7 @@ class _Lmtp:
 
 def _crlf(raw: bytes) -> bytes:
     """SMTP's line ending: an MTA pipes mail with bare LF (Postfix's pipe(8) does)."""
-    return _BARE_LF.sub(b"\r\n", raw) if b"\n" in raw.replace(b"\r\n", b"") else raw
+    return _BARE_LF.sub(b"\r\n", raw) if raw.count(b"\n") != raw.count(b"\r\n") else raw
 
 
 def _note(text: str) -> None:

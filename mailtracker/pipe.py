@@ -64,11 +64,12 @@ def run_ingest(words: list[str]) -> int:
         from mailtracker.cli import log_to_stderr
 
         log_to_stderr(True)
-    verdict = to_gateway(args.config, raw, args.recipients, args.sender)
-    return verdict if verdict is not None else _here(args, raw)
+    mail_from = envelope_sender(raw, args.sender)
+    verdict = to_gateway(args.config, raw, args.recipients, mail_from)
+    return verdict if verdict is not None else _here(args, raw, mail_from)
 
 
-def _here(args: IngestArgs, raw: bytes) -> int:
+def _here(args: IngestArgs, raw: bytes, mail_from: str) -> int:
     from mailtracker.cli import log_to_stderr
     from mailtracker.config import load_config
 
@@ -80,7 +81,7 @@ def _here(args: IngestArgs, raw: bytes) -> int:
         # An MTA bounces mail on EX_CONFIG; a broken configuration is ours to fix, so the
         # mail waits in its queue (EX_TEMPFAIL) until we have.
         return EX_TEMPFAIL
-    return ingest(config, raw, args.recipients, args.sender)
+    return ingest(config, raw, args.recipients, mail_from)
 
 
 _VALUED = {"-c": "config", "--config": "config", "--recipient": "recipients", "--sender": "sender"}
@@ -111,7 +112,7 @@ def _read_args(words: list[str]) -> IngestArgs | None:
 
 
 def to_gateway(
-    config_file: str | None, raw: bytes, recipients: Sequence[str], sender: str | None
+    config_file: str | None, raw: bytes, recipients: Sequence[str], mail_from: str
 ) -> int | None:
     """The exit code from the running gateway, or ``None``: no gateway, run it here.
 
@@ -128,20 +129,20 @@ def to_gateway(
         return None  # the default tracker address is the full configuration's to give
     from mailtracker.handoff import hand_over
 
-    handed = hand_over(listen, raw, envelope_sender(raw, sender), rcpt_tos, timeout)
+    handed = hand_over(listen, raw, mail_from, rcpt_tos, timeout)
     if handed is None:
         return None
     _report(rcpt_tos, handed.replies)
     return handed.exit_code
 
 
-def ingest(config: Config, raw: bytes, recipients: Sequence[str], sender: str | None) -> int:
+def ingest(config: Config, raw: bytes, recipients: Sequence[str], mail_from: str) -> int:
     """One mail through the pipeline in this process (no gateway took it)."""
     from mailtracker.actions import ingest_here
     from mailtracker.values import Envelope
 
     rcpt_tos = tuple(recipients) or (config.trackers[0].address,)
-    return ingest_here(config, raw, Envelope(envelope_sender(raw, sender), rcpt_tos))
+    return ingest_here(config, raw, Envelope(mail_from, rcpt_tos))
 
 
 def envelope_sender(raw: bytes, given: str | None) -> str:
