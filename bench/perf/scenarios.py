@@ -267,15 +267,7 @@ def memory(settings: Settings) -> Figures:
     big = mix.big_mail(settings.mail_size)
     url = f"sqlite:///{workdir / 'smtp' / 'tracker.db'}"
     folder = _prepared_db("smtp", workdir, url)
-    server = servers.serve("memory", folder, url)
-    try:
-        client.run_closed(server.port, client.prepare([mix.plain_mail("small-1")]), 1)
-        before = server.rss_kb("VmRSS")
-        reply = client.run_closed(server.port, client.prepare([big]), 1)
-        peak = server.rss_kb("VmHWM")
-    finally:
-        server.stop()
-    smtp = _memory_figures(len(big.data), before, peak, dict(reply.codes))
+    smtp = _server_memory(servers.serve("memory", folder, url), big, "small-1")
     return {
         "mail_bytes": len(big.data),
         "serve": smtp,
@@ -286,9 +278,14 @@ def memory(settings: Settings) -> Figures:
 
 def _null_memory(workdir: Path, big: mix.Mail) -> Figures:
     """The same mail into the null server: what aiosmtpd alone holds while reading DATA."""
-    server = servers.null_server(workdir)
+    return _server_memory(servers.null_server(workdir), big, "small-0")
+
+
+def _server_memory(server: servers.Server, big: mix.Mail, small: str) -> Figures:
+    """A small mail (so the process holds what any mail needs), then ``big``: the growth of
+    the peak RSS over the RSS after the small one. Stops the server."""
     try:
-        client.run_closed(server.port, client.prepare([mix.plain_mail("small-0")]), 1)
+        client.run_closed(server.port, client.prepare([mix.plain_mail(small)]), 1)
         before = server.rss_kb("VmRSS")
         reply = client.run_closed(server.port, client.prepare([big]), 1)
         peak = server.rss_kb("VmHWM")
