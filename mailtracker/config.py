@@ -136,10 +136,6 @@ class TrackerConfig:
     def help_address(self) -> str:
         return f"{self.local_part}+help@{self.domain}"
 
-    @property
-    def bounce_address(self) -> str:
-        return f"{self.local_part}-bounces@{self.domain}"
-
     def issue_address(self, number: int) -> str:
         return f"{self.local_part}+{number}@{self.domain}"
 
