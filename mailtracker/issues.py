@@ -329,8 +329,8 @@ def _recipients(
     modes = ("all", "new") if created else ("all",)
     found = people.followers(session, issue_id, tracker_id, modes, author.id)
     told = []
-    for follower in found.values():
+    for user_id, follower in found.items():
         email, disabled = next(iter(follower.addresses.items()))  # the one we write to
         if direct.isdisjoint(follower.addresses) and not disabled:
-            told.append(Notified(email, follower.reason))
+            told.append(Notified(email, follower.reason, user_id))
     return tuple(sorted(told))

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from mailtracker import people, store, tokens
+from mailtracker import store, tokens
 from mailtracker.authenticate import LOOP_HEADER
 from mailtracker.config import TrackerConfig
 from mailtracker.headers import SMTP_POLICY
@@ -331,11 +331,8 @@ def _addressees(session: Session, change: Change, tracker: TrackerConfig) -> lis
         "all": tokens.unsubscribe_minter(session, tracker.name, "all", secret),
     }
     leave["new"] = leave["all"]
-    owners = people.user_ids_by_address(session, (r.email for r in change.recipients))
     return [
-        Addressee(r.email, reply(owners[r.email]), r.reason, leave[r.reason](owners[r.email]))
-        if r.email in owners
-        else Addressee(r.email, reason=r.reason)
+        Addressee(r.email, reply(r.user_id), r.reason, leave[r.reason](r.user_id))
         for r in change.recipients
     ]
 

@@ -142,6 +142,7 @@ class Notified(NamedTuple):
 
     email: str
     reason: str
+    user_id: int  # whose reply and unsubscribe tokens the notification carries
 
 
 @dataclass(frozen=True)
