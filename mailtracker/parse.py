@@ -54,6 +54,9 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LONE_CR = re.compile(r"\r(?!\n)")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# RFC 2045 5.1: type "/" subtype, each a token (no controls, spaces or tspecials).
+_TOKEN = r"[a-z0-9!#$%&'*+.^_`{|}~-]+"
+_MEDIA_TYPE = re.compile(_TOKEN + "/" + _TOKEN)
 # RFC 2046 5.1.4: the same content in another format; not kept when another alternative won.
 _RENDERINGS = frozenset({"text/plain", "text/html", "text/enriched", "text/richtext"})
 _CONTENT_HEADERS = ("content-type", "content-disposition", "content-transfer-encoding")
@@ -272,15 +275,17 @@ def _leaf_text(part: Message) -> str:
 
 
 def _content_type(part: Message) -> str:
-    """Lower-case type/subtype; RFC 2045 5.2 default text/plain also for a multipart that
-    lost its boundary (the parser keeps it as one unparsed body)."""
+    """Lower-case type/subtype; RFC 2045 5.2's default text/plain for an invalid one, and
+    for a multipart that lost its boundary (the parser keeps it as one unparsed body)."""
     try:
         ctype = part.get_content_type()
     except Exception:  # a Content-Type the header parser chokes on
         return "text/plain"
     if ctype.startswith("multipart/") and not part.is_multipart():
         return "text/plain"
-    return ctype
+    # RFC 2045 5.2: an invalid type is text/plain. The stdlib passes garbage through (a NUL
+    # in it made PostgreSQL refuse the attachment row, and the mail was deferred forever).
+    return ctype if _MEDIA_TYPE.fullmatch(ctype) else "text/plain"
 
 
 def _is_attachment(part: Message, first: bool) -> bool:

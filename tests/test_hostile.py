@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mailtracker.config import Config
 from mailtracker.limits import UNLIMITED
+from mailtracker.parse import parse
 from mailtracker.pipeline import process
 from mailtracker.store import Store
 from mailtracker.values import Envelope
@@ -125,3 +126,22 @@ def test_refusals_say_why(store: Store, config: Config, name: str) -> None:
         store, config, HOSTILE[name], Envelope("e@example.com", ("bugs@example.org",))
     )
     assert outcome.reply.startswith("550 5.6.0 the message ")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [b"\x00multipart/", b"text/pl ain", b"image/", b"a/b/c", b"\x00/\x00"],
+    ids=["nul", "space", "no-subtype", "two-slashes", "nul-only"],
+)
+def test_an_invalid_content_type_is_text_plain_and_stored(
+    store: Store, config: Config, content_type: bytes
+) -> None:
+    """RFC 2045 5.2: an invalid type is text/plain. Found by the test above on PostgreSQL,
+    whose text columns refuse a NUL: the mail was deferred (451) at every retry."""
+    raw = (
+        b"From: Eve <eve@example.com>\r\nSubject: odd part\r\nMessage-ID: <ct-1@example.com>\r\n"
+        b"Content-Type: " + content_type + b"\r\n\r\nBody text.\r\n"
+    )
+    outcome = process(store, config, raw, Envelope("eve@example.com", ("bugs@example.org",)))
+    assert outcome.reply.startswith("250 2.0.0 Ok: stored as bugs/1"), outcome.reply
+    assert parse(raw).text == "Body text."
