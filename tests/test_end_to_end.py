@@ -32,10 +32,16 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def maildir_box(path: Path) -> mailbox.Maildir | None:
+    """The outgoing Maildir once the delivery worker has made all of it, else None: it makes
+    ``tmp``, ``new`` and ``cur`` in that order, and reading a half-made one fails."""
+    return mailbox.Maildir(str(path), create=False) if (path / "cur").is_dir() else None
+
+
 def maildir_messages(path: Path) -> list[EmailMessage]:
-    if not path.exists():
+    box = maildir_box(path)
+    if box is None:
         return []
-    box = mailbox.Maildir(str(path), create=False)
     found = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
     return [m for m in found if isinstance(m, EmailMessage)]
 

@@ -4,7 +4,6 @@ DKIM-signed notifications that verify against the published key."""
 
 from __future__ import annotations
 
-import mailbox
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -27,7 +26,7 @@ from mailtracker.store import Store
 from tests.conftest import MESSAGES
 from tests.harness import running_gateway, send
 from tests.inspect_db import outbox, show
-from tests.test_end_to_end import wait_for
+from tests.test_end_to_end import maildir_box, wait_for
 
 
 def rsa_pem() -> bytes:
@@ -206,8 +205,9 @@ def test_notifications_are_dkim_signed(store: Store, config: Config, tmp_path: P
             ["bugs+1@example.org"],
         )
         # The delivery worker makes the Maildir; making it here too would race with it.
-        wait_for(lambda: Path(config.outgoing.maildir, "new").is_dir())
-        box = mailbox.Maildir(config.outgoing.maildir, create=False)
+        wait_for(lambda: maildir_box(Path(config.outgoing.maildir)) is not None)
+        box = maildir_box(Path(config.outgoing.maildir))
+        assert box is not None
         wait_for(lambda: len(box) >= 2)
     signer = Signer.from_config(outgoing)
     assert signer is not None
