@@ -20,7 +20,7 @@ from sqlalchemy import select
 from mailtracker.cli import main
 from mailtracker.config import Config
 from mailtracker.models import Issue, Message, Nosy, Outbox
-from mailtracker.store import Store
+from mailtracker.store import Store, make_engine
 from tests.conftest import MESSAGES
 from tests.harness import free_port, running_gateway, send, start_serve
 from tests.inspect_db import count, show
@@ -184,3 +184,15 @@ def test_two_gateways_on_one_postgresql_send_each_mail_once(
     assert len(queued_ids(store)) > 100
     assert set(handler.ids) == queued_ids(store)
     assert max(handler.ids.values()) == 1
+
+
+def test_sqlite_commits_are_fsynced_before_the_250(sqlite_url: str) -> None:
+    """WAL with synchronous=NORMAL loses the last commits on a power cut; the MTA has
+    deleted its copy by then, so 250 must wait for the fsync (synchronous=FULL, 2)."""
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
