@@ -16,6 +16,8 @@ from mailtracker import clicommands as run
 from mailtracker.errors import ConfigError
 from mailtracker.sysexits import EX_CONFIG, EX_USAGE
 
+EX_SIGPIPE = 141  # what a shell reports for a process that SIGPIPE ended (128 + 13)
+
 TYPE_CHECKING = False  # typing, argparse and the config dataclasses: 20 ms of a piped ingest
 if TYPE_CHECKING:
     import argparse
@@ -50,10 +52,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         func: Handler = args.func
-        return func(args, config)
+        status = func(args, config)
+        sys.stdout.flush()
+        return status
     except ConfigError as exc:
         print(f"mailtracker: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """The reader of our output left (``mailtracker issues --json | head``): end quietly,
+    as a C program killed by SIGPIPE would. stdout now points at /dev/null, so the
+    interpreter's final flush cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EX_SIGPIPE
 
 
 def ingest_arguments(words: list[str]) -> IngestArgs:

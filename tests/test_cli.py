@@ -305,3 +305,26 @@ def test_tokens_rotate(config_file: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["tokens", "rotate", "-c", str(config_file)]) == 0
     out = capsys.readouterr().out
     assert "reply tokens now use key 2;" in out and "older keys are honoured for 30" in out
+
+
+def test_output_into_a_closed_pipe_ends_quietly(config_file: Path) -> None:
+    """``mailtracker issues --json | head -1``: the reader is gone before we write; no
+    traceback, and the status a shell reports for SIGPIPE."""
+    new = run("ingest", "-c", str(config_file), stdin=(MESSAGES / "new-issue.eml").read_bytes())
+    assert new.returncode == 0, new.stderr
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailtracker", "issues", "--json", "-c", str(config_file)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == b""
+    assert done.returncode == 141
