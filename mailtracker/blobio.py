@@ -9,22 +9,23 @@ not a copy) and then written into the row in slices with ``sqlite3.Connection.bl
 inside the same transaction. PostgreSQL binds the value as before.
 
 SQLite keeps a ``zeroblob`` as a mere length only when no later column of the row holds
-data, else it builds the zeros and the row in memory after all: so ``messages.raw`` is the
-table's last column (migration 0011), as ``blobs.data`` is. A ``messages`` row is addressed
-by ``id``: an ``INTEGER PRIMARY KEY`` is SQLite's rowid.
+data, else it builds the zeros and the row in memory after all: so every ``raw`` column is
+its table's last (``messages`` since migration 0011; ``held_mail``, ``quarantine`` and
+``bounces`` since 0012), as ``blobs.data`` is. Rows are addressed by ``id``: an
+``INTEGER PRIMARY KEY`` is SQLite's rowid.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CursorResult, func
+from sqlalchemy import CursorResult, Table, func, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailtracker.models import Blob
 
-__all__ = ["LARGE", "add_blob", "fill", "is_large", "value"]
+__all__ = ["LARGE", "add_blob", "fill", "insert_row", "is_large", "value"]
 
 LARGE = 1 << 20
 _SLICE = 1 << 20  # bytes per blob write: SQLite's page cache, not the mail, bounds memory
@@ -63,3 +64,17 @@ def add_blob(session: Session, sha256: str, data: bytes) -> None:
     assert isinstance(result, CursorResult)
     if result.rowcount == 1:  # not a file some earlier mail brought already
         fill(session, Blob.__tablename__, "data", result.lastrowid, data)
+
+
+def insert_row(session: Session, table: Table, values: dict[str, Any], column: str = "raw") -> int:
+    """Insert one row whose ``column`` holds a mail of any size; returns the row's id.
+
+    For the tables that keep a whole mail beside a few fields (held, quarantined, bounced
+    mail): the ORM would bind the mail, and a 25 MB mail held for a moderator cost 2.8
+    times its size where a stored one costs 0.8."""
+    data: bytes = values[column]
+    result = session.execute(insert(table).values({**values, column: value(session, data)}))
+    assert isinstance(result, CursorResult) and result.inserted_primary_key is not None
+    rowid = int(result.inserted_primary_key[0])
+    fill(session, table.name, column, rowid, data)
+    return rowid

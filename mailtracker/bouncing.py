@@ -18,11 +18,13 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailtracker import blobio
 from mailtracker.addresses import Recipient
 from mailtracker.bounces import BounceReport, is_bounce, parse_bounce
 from mailtracker.config import TrackerConfig
 from mailtracker.control import Result, record_once
 from mailtracker.models import Bounce, BounceScore, Outbox, utcnow
+from mailtracker.store import table
 from mailtracker.values import Envelope, Incoming
 
 __all__ = ["THRESHOLD", "looks_like_bounce", "record"]
@@ -91,18 +93,17 @@ def _reports(incoming: Incoming, row: Outbox | None) -> list[BounceReport]:
 
 
 def _store(session: Session, report: BounceReport, row: Outbox | None, incoming: Incoming) -> None:
-    session.add(
-        Bounce(
-            address=report.recipient,
-            outbox_id=row.id if row else None,
-            permanent=report.permanent,
-            status=report.status,
-            diagnostic=report.diagnostic,
-            message_id=incoming.message_id,
-            raw=incoming.raw,
-            created_at=utcnow(),
-        )
-    )
+    values = {
+        "address": report.recipient,
+        "outbox_id": row.id if row else None,
+        "permanent": report.permanent,
+        "status": report.status,
+        "diagnostic": report.diagnostic,
+        "message_id": incoming.message_id,
+        "created_at": utcnow(),
+        "raw": incoming.raw,
+    }
+    blobio.insert_row(session, table(Bounce), values)
     if report.permanent:
         _score(session, report.recipient)
     session.flush()

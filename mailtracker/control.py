@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailtracker import store
+from mailtracker import blobio, store
 from mailtracker.addresses import Recipient
 from mailtracker.commands import help_properties
 from mailtracker.config import Config, TrackerConfig
@@ -110,28 +111,37 @@ def hold(
     """Keep the mail for a moderator and tell the admins; invisible until approved."""
     row = store.tracker_row(session, tracker.name)
     held = session.scalar(
-        select(HeldMail).where(
+        select(HeldMail.id).where(
             HeldMail.tracker_id == row.id, HeldMail.message_id == incoming.message_id
         )
     )
     if held is not None:
         raise Duplicate(f"message <{incoming.message_id}> is already held for a moderator")
-    held = HeldMail(
-        tracker_id=row.id,
-        message_id=incoming.message_id,
-        token=secrets.token_hex(12),
-        sender=sender.address,
-        subject=incoming.subject,
-        mail_from=envelope.mail_from,
-        rcpt=recipient.address,
-        raw=incoming.raw,
-    )
-    session.add(held)
-    session.flush()
-    return Result(None, "held for a moderator", _tell_admins(session, config, tracker, held))
+    token = secrets.token_hex(12)
+    fields = {
+        "tracker_id": row.id,
+        "message_id": incoming.message_id,
+        "token": token,
+        "sender": sender.address,
+        "subject": incoming.subject,
+        "mail_from": envelope.mail_from,
+        "rcpt": recipient.address,
+    }
+    held_id = blobio.insert_row(session, store.table(HeldMail), {**fields, "raw": incoming.raw})
+    notice = _Notice(held_id, token, sender.address, incoming.subject)
+    return Result(None, "held for a moderator", _tell_admins(session, config, tracker, notice))
 
 
-def _tell_admins(session: Session, config: Config, tracker: TrackerConfig, held: HeldMail) -> int:
+class _Notice(NamedTuple):
+    """What the admins are told about a held mail (not its bytes: they stay in the row)."""
+
+    id: int
+    token: str
+    sender: str
+    subject: str
+
+
+def _tell_admins(session: Session, config: Config, tracker: TrackerConfig, held: _Notice) -> int:
     admins = [u for u in session.scalars(select(User).where(User.role == "admin")) if u.email]
     body = (
         mail_environment()

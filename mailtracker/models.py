@@ -241,8 +241,8 @@ class HeldMail(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     rcpt: Mapped[str] = mapped_column(String(320))
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # last: see blobio.py
 
 
 class ControlMail(Base):
@@ -266,12 +266,12 @@ class Quarantined(Base):
     message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
     mail_from: Mapped[str] = mapped_column(String(320), default="")
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="held", index=True)
     outcome: Mapped[str] = mapped_column(Text, default="")
     retried_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # last: see blobio.py
 
 
 class Bounce(Base):
@@ -285,8 +285,8 @@ class Bounce(Base):
     status: Mapped[str] = mapped_column(String(16), default="")
     diagnostic: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(998), default="")
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # last: see blobio.py
 
 
 class BounceScore(Base):

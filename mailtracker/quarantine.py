@@ -15,8 +15,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from mailtracker import blobio
 from mailtracker.models import Quarantined, utcnow
-from mailtracker.store import Store
+from mailtracker.store import Store, table
 from mailtracker.values import Envelope
 
 __all__ = ["Entry", "entries", "entry", "keep", "record_retry"]
@@ -43,20 +44,18 @@ class Entry:
 
 def keep(store: Store, raw: bytes, envelope: Envelope, message_id: str, error: str) -> int:
     """Store the mail and the error; returns the quarantine id."""
+    values = {
+        "message_id": message_id,
+        "mail_from": envelope.mail_from,
+        "rcpt_tos": list(envelope.rcpt_tos),
+        "error": error,
+        "created_at": utcnow(),
+        "status": "held",
+        "outcome": "",
+        "raw": raw,
+    }
     with store.write() as session:
-        row = Quarantined(
-            message_id=message_id,
-            mail_from=envelope.mail_from,
-            rcpt_tos=list(envelope.rcpt_tos),
-            raw=raw,
-            error=error,
-            created_at=utcnow(),
-            status="held",
-            outcome="",
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+        return blobio.insert_row(session, table(Quarantined), values)
 
 
 def entries(store: Store, include_done: bool = False) -> list[Entry]:

@@ -18,20 +18,24 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import select
 
+from mailtracker import pipeline, quarantine
 from mailtracker.bigparts import BIG_RUN
 from mailtracker.blobio import LARGE
 from mailtracker.config import Config, LmtpConfig
-from mailtracker.models import Attachment, Blob, Message
+from mailtracker.models import Attachment, Blob, HeldMail, Message
+from mailtracker.moderation import approve
 from mailtracker.pipeline import process
 from mailtracker.receive import LINE_LENGTH_LIMIT
 from mailtracker.store import Store, ensure_trackers, make_engine, upgrade_schema
 from mailtracker.values import Envelope
 from tests.conftest import make_config
 from tests.harness import RawLMTP, open_transaction, running_gateway, send
+from tests.test_quarantine import broken_interpret
 
 WAIT = 30.0
 LIMIT = 4_000_000
@@ -167,16 +171,59 @@ def test_lmtp_answers_an_overlong_line_for_each_recipient(config: Config) -> Non
 # --- SQLite: the mail's bytes are the last column, so a zeroblob stays a length ----------
 
 
-def columns(path: Path) -> list[str]:
+def columns(path: Path, name: str = "messages") -> list[str]:
     with sqlite3.connect(path) as db:
-        return [row[1] for row in db.execute("PRAGMA table_info(messages)")]
+        return [row[1] for row in db.execute(f"PRAGMA table_info({name})")]
 
 
-def test_raw_is_the_last_column_of_messages(sqlite_url: str, tmp_path: Path) -> None:
-    """A migration that adds a column to ``messages`` must move ``raw`` after it again
-    (see migration 0011): otherwise SQLite builds a big mail's row in memory, twice."""
+@pytest.mark.parametrize("name", ["messages", "held_mail", "quarantine", "bounces"])
+def test_raw_is_the_last_column(sqlite_url: str, tmp_path: Path, name: str) -> None:
+    """A migration that adds a column to a table that keeps whole mails must move ``raw``
+    after it again (migrations 0011, 0012): otherwise SQLite builds a big mail's row in
+    memory, twice."""
     Store.open(make_config(sqlite_url, tmp_path)).close()
-    assert columns(tmp_path / "tracker.db")[-1] == "raw"
+    assert columns(tmp_path / "tracker.db", name)[-1] == "raw"
+
+
+def test_a_big_mail_held_for_a_moderator_is_kept_whole(config: Config) -> None:
+    """Held (``blobio.insert_row``), then approved: stored byte for byte, file and all."""
+    config = big_config(config)
+    config = replace(
+        config, trackers=tuple(replace(t, unknown_senders="moderate") for t in config.trackers)
+    )
+    mail = big_mail("held-1@example.com")
+    with running_gateway(config) as gateway:
+        assert send(gateway.port, mail, ["bugs@example.org"]) == (
+            250,
+            b"2.0.0 Ok: held for a moderator",
+        )
+    store = Store.open(config)
+    try:
+        with store.read() as session:
+            assert session.scalars(select(HeldMail.raw)).all() == [mail]
+        assert "stored as bugs/1" in approve(store, config, 1).reply
+    finally:
+        store.close()
+    messages, _, blobs = stored(config)
+    assert [raw for raw, _ in messages] == [mail] and blobs == [PAYLOAD]
+
+
+def test_a_big_mail_that_trips_a_bug_is_quarantined_whole(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = big_config(config)
+    monkeypatch.setattr(pipeline, "interpret", broken_interpret)
+    mail = big_mail("bug-1@example.com")
+    with running_gateway(config) as gateway:
+        code, text = send(gateway.port, mail, ["bugs@example.org"])
+    assert (code, text) == (250, b"2.0.0 Ok: kept for the administrators (quarantine 1)")
+    store = Store.open(config)
+    try:
+        found = quarantine.entry(store, 1)
+        assert found is not None and found.raw == mail
+        assert found.envelope.rcpt_tos == ("bugs@example.org",)
+    finally:
+        store.close()
 
 
 def test_moving_raw_keeps_every_stored_mail(sqlite_url: str, tmp_path: Path) -> None:

@@ -114,8 +114,15 @@ def _fanout_rows(data: dict[str, Any]) -> list[Row]:
 def _memory_rows(data: dict[str, Any]) -> list[Row]:
     size = data["mail_bytes"] / 1e6
     out = []
-    names = {"serve": "serve", "ingest": "ingest", "ceiling": "the null server"}
+    names = {
+        "serve": "serve",
+        "held": "serve, held for a moderator",
+        "ingest": "ingest",
+        "ceiling": "the null server",
+    }
     for how, name in names.items():
+        if how not in data:  # a JSON file from before the held case was measured
+            continue
         f = data[how]
         target = how != "ceiling"
         out.append(

@@ -260,17 +260,22 @@ def _wait_for_sink(port: int, target: int, began: float, limit: float = 600.0) -
 
 
 def memory(settings: Settings) -> Figures:
-    """Peak memory for one big mail, over SMTP (``serve``) and through the pipe (``ingest``),
-    as a multiple of the mail's size: the growth of the process's peak RSS (VmHWM, or
-    ru_maxrss for the pipe) over what it held before the mail."""
+    """Peak memory for one big mail, over SMTP (``serve``; stored, and held for a moderator
+    as mail from an unknown sender is) and through the pipe (``ingest``), as a multiple of
+    the mail's size: the growth of the process's peak RSS (VmHWM, or ru_maxrss for the
+    pipe) over what it held before the mail."""
     workdir = settings.workdir / "memory"
     big = mix.big_mail(settings.mail_size)
     url = f"sqlite:///{workdir / 'smtp' / 'tracker.db'}"
     folder = _prepared_db("smtp", workdir, url)
     smtp = _server_memory(servers.serve("memory", folder, url), big, "small-1")
+    url = f"sqlite:///{workdir / 'held' / 'tracker.db'}"
+    folder = _prepared_db("held", workdir, url)
+    server = servers.serve("memory-held", folder, url, unknown_senders="moderate")
     return {
         "mail_bytes": len(big.data),
         "serve": smtp,
+        "held": _server_memory(server, big, "small-3"),
         "ingest": _pipe_memory(workdir, big),
         "ceiling": _null_memory(workdir, big),
     }

@@ -107,7 +107,14 @@ def null_server(workdir: Path, counting: bool = False) -> Server:
     return _start("null" + ("-sink" if counting else ""), argv, port, workdir)
 
 
-def write_config(workdir: Path, url: str, port: int, smarthost: str = "", lmtp: str = "") -> Path:
+def write_config(
+    workdir: Path,
+    url: str,
+    port: int,
+    smarthost: str = "",
+    lmtp: str = "",
+    unknown_senders: str = "register",
+) -> Path:
     """A tracker configured as a site would be, plus what the bench needs: trusted
     Authentication-Results (so commands are verified without DNS), limits that a bench
     of a few thousand mails from 400 senders cannot reach (their queries still run), and
@@ -145,18 +152,27 @@ automatic_per_issue_per_day = 1000000
 name = "tracker"
 address = "{TRACKER}"
 title = "Bench tracker"
+unknown_senders = "{unknown_senders}"
 """
     path = workdir / "mailtracker.toml"
     path.write_text(text)
     return path
 
 
-def serve(name: str, workdir: Path, url: str, smarthost: str = "", lmtp: str = "") -> Server:
+def serve(
+    name: str,
+    workdir: Path,
+    url: str,
+    smarthost: str = "",
+    lmtp: str = "",
+    unknown_senders: str = "register",
+) -> Server:
     """``mailtracker serve`` on ``url`` in ``workdir``; outgoing mail to ``smarthost``, or
-    to a Maildir there; an LMTP listener at ``lmtp`` if given."""
+    to a Maildir there; an LMTP listener at ``lmtp`` if given; mail from people it does not
+    know registered, or held for a moderator (``unknown_senders = "moderate"``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = write_config(workdir, url, port, smarthost, lmtp)
+    config = write_config(workdir, url, port, smarthost, lmtp, unknown_senders)
     server = _start(name, [MAILTRACKER, "serve", "-c", str(config)], port, workdir)
     server.url = url
     return server
