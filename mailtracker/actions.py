@@ -26,7 +26,7 @@ from mailtracker.sysexits import EX_DATAERR, EX_NOINPUT, EX_OK, EX_SOFTWARE, EX_
 from mailtracker.values import Envelope
 
 if TYPE_CHECKING:
-    from mailtracker.quarantine import Entry
+    from mailtracker.quarantine import Listed
 
 __all__ = ["import_path", "ingest_here", "list_issues", "show_issue", "user_add", "user_list"]
 
@@ -292,7 +292,7 @@ def quarantine_list(store: Store, include_done: bool, as_json: bool) -> int:
     return EX_OK
 
 
-def _quarantined(entry: Entry) -> dict[str, Any]:
+def _quarantined(entry: Listed) -> dict[str, Any]:
     """What ``quarantine list`` shows of a mail, and ``quarantine show --json`` starts with;
     ``error`` is the traceback's last line (the exception)."""
     from mailtracker.views import iso

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from mailtracker import blobio, store
 from mailtracker.addresses import Recipient
@@ -193,4 +193,7 @@ def moderate(
 
 
 def held_mail(session: Session) -> list[HeldMail]:
-    return list(session.scalars(select(HeldMail).order_by(HeldMail.id)))
+    """Every held mail, without its bytes (loaded only if read: moderation lists them)."""
+    return list(
+        session.scalars(select(HeldMail).options(defer(HeldMail.raw)).order_by(HeldMail.id))
+    )

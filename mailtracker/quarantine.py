@@ -14,19 +14,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from mailtracker import blobio
 from mailtracker.models import Quarantined, utcnow
 from mailtracker.store import Store, table
 from mailtracker.values import Envelope
 
-__all__ = ["Entry", "entries", "entry", "keep", "record_retry"]
+__all__ = ["Entry", "Listed", "entries", "entry", "keep", "record_retry"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Entry:
+class Listed:
+    """A quarantined mail as the list shows it: not its bytes, which may be megabytes
+    each, and a bug that trips on every attachment fills the quarantine with such mail."""
+
     id: int
     message_id: str
     mail_from: str
@@ -35,11 +39,17 @@ class Entry:
     status: str
     error: str
     outcome: str
-    raw: bytes
 
     @property
     def envelope(self) -> Envelope:
         return Envelope(self.mail_from, self.rcpt_tos)
+
+
+@dataclass(frozen=True)
+class Entry(Listed):
+    """One quarantined mail with its bytes, to show or to re-run."""
+
+    raw: bytes
 
 
 def keep(store: Store, raw: bytes, envelope: Envelope, message_id: str, error: str) -> int:
@@ -58,12 +68,12 @@ def keep(store: Store, raw: bytes, envelope: Envelope, message_id: str, error: s
         return blobio.insert_row(session, table(Quarantined), values)
 
 
-def entries(store: Store, include_done: bool = False) -> list[Entry]:
-    query = select(Quarantined).order_by(Quarantined.id)
+def entries(store: Store, include_done: bool = False) -> list[Listed]:
+    query = select(Quarantined).options(defer(Quarantined.raw)).order_by(Quarantined.id)
     if not include_done:
         query = query.where(Quarantined.status == "held")
     with store.read() as session:
-        return [_entry(row) for row in session.scalars(query)]
+        return [_listed(row) for row in session.scalars(query)]
 
 
 def entry(store: Store, quarantine_id: int) -> Entry | None:
@@ -81,8 +91,8 @@ def record_retry(store: Store, quarantine_id: int, outcome: str, done: bool) -> 
         row.status = "done" if done else "held"
 
 
-def _entry(row: Quarantined) -> Entry:
-    return Entry(
+def _listed(row: Quarantined) -> Listed:
+    return Listed(
         id=row.id,
         message_id=row.message_id,
         mail_from=row.mail_from,
@@ -91,5 +101,8 @@ def _entry(row: Quarantined) -> Entry:
         status=row.status,
         error=row.error,
         outcome=row.outcome,
-        raw=row.raw,
     )
+
+
+def _entry(row: Quarantined) -> Entry:
+    return Entry(**vars(_listed(row)), raw=row.raw)

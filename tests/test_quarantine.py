@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
-from mailtracker import pipeline
+from mailtracker import pipeline, quarantine
 from mailtracker.cli import main
 from mailtracker.config import Config
+from mailtracker.control import held_mail
 from mailtracker.models import Message
 from mailtracker.store import Store
 from mailtracker.values import Commands, Incoming, Target
@@ -92,3 +94,31 @@ def test_451_when_even_the_quarantine_cannot_be_written(
     )
     assert outcome.reply == "451 4.3.0 internal error; nothing was stored"
     assert outcome.exit_code == 75
+
+
+def test_lists_of_kept_mail_do_not_read_the_mails(
+    store: Store, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``quarantine list`` and ``moderation list`` show a few fields of each mail; the bytes
+    (up to the size limit each) are read only by ``show`` and ``retry``."""
+    raw = (MESSAGES / "new-issue.eml").read_bytes()
+    monkeypatch.setattr(pipeline, "interpret", broken_interpret)
+    envelope = pipeline.Envelope("alice@example.com", ("bugs@example.org",))
+    assert pipeline.process(store, config, raw, envelope).reply.endswith("(quarantine 1)")
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        (listed,) = quarantine.entries(store)
+        with store.read() as session:
+            assert held_mail(session) == []
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert listed.message_id == "new-1@example.com" and not hasattr(listed, "raw")
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2 and not any(".raw" in s for s in selects)
+    found = quarantine.entry(store, 1)
+    assert found is not None and found.raw == raw
