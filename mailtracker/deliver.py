@@ -23,16 +23,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from mailtracker.config import Config
 from mailtracker.models import Issue, Outbox, Tracker, utcnow
-from mailtracker.store import Store
+from mailtracker.store import Store, table
 from mailtracker.transport import Transport, TransportError, describe, transport_for
 
 __all__ = [
@@ -86,6 +87,10 @@ class _Claim:
     created_at: datetime
 
 
+_OUTBOX = table(Outbox)
+_CLAIMED = [_OUTBOX.c[f.name] for f in fields(_Claim)]
+
+
 def backoff(attempts: int) -> timedelta:
     """How long to wait after the ``attempts``-th failed try."""
     return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
@@ -125,22 +130,20 @@ def deliver_all_now(store: Store, config: Config) -> DeliveryReport:
 
 
 def _claim(store: Store, now: datetime, force: bool, limit: int) -> list[_Claim]:
-    query = select(Outbox).where(Outbox.status == "queued")
+    query = select(*_CLAIMED).where(_OUTBOX.c.status == "queued")
     if not force:
-        query = query.where(Outbox.next_attempt_at <= now)
-    query = query.order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+        query = query.where(_OUTBOX.c.next_attempt_at <= now)
+    query = query.order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(limit)
     if store.dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
     with store.write() as session:
-        rows = session.scalars(query).all()
-        for row in rows:
-            row.attempts += 1
-            row.next_attempt_at = now + LEASE
-        return [_claim_of(row) for row in rows]
-
-
-def _claim_of(row: Outbox) -> _Claim:
-    return _Claim(**{f.name: getattr(row, f.name) for f in fields(_Claim)})
+        conn = session.connection()  # plain rows: one UPDATE claims them all
+        claims = [_Claim(*row) for row in conn.execute(query)]
+        if claims:
+            lease = {"attempts": _OUTBOX.c.attempts + 1, "next_attempt_at": now + LEASE}
+            ids = [claim.id for claim in claims]
+            conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(lease))
+    return [replace(claim, attempts=claim.attempts + 1) for claim in claims]
 
 
 def _send_batch(
@@ -203,7 +206,7 @@ def _record(
     with store.write() as session:
         conn = session.connection()  # plain UPDATEs: no ORM objects to keep in step
         owned = [
-            conn.execute(_fenced(claim).values(**values).returning(Outbox.id)).first()
+            conn.execute(_outcome_update(frozenset(values)), _fence(claim) | values).first()
             for claim, _, values in outcomes
         ]
     for (claim, kind, values), mine in zip(outcomes, owned, strict=True):
@@ -240,6 +243,24 @@ def _release(store: Store, claims: Sequence[_Claim], now: datetime) -> int:
             session.execute(_fenced(claim).values(attempts=claim.attempts - 1, next_attempt_at=now))
     log.info("outbox: handed back %d claimed mails", len(claims))
     return len(claims)
+
+
+def _fence(claim: _Claim) -> dict[str, Any]:
+    return {"claim_id": claim.id, "claim_attempts": claim.attempts}
+
+
+@cache
+def _outcome_update(columns: frozenset[str]) -> Update:
+    """``_fenced`` built once per set of columns an outcome writes (three in all), with
+    its values bound per row: building the statement cost more than running it."""
+    return (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == bindparam("claim_id"))
+        .where(_OUTBOX.c.attempts == bindparam("claim_attempts"))
+        .where(_OUTBOX.c.status == "queued")
+        .values({name: bindparam(name) for name in sorted(columns)})
+        .returning(_OUTBOX.c.id)
+    )
 
 
 def _fenced(claim: _Claim) -> Update:
