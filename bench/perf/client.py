@@ -34,6 +34,7 @@ class Result:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     codes: Counter[str] = field(default_factory=Counter)
+    server_cpu_s: float = 0.0  # the server process's CPU during the run, where measured
 
     @property
     def rate(self) -> float:

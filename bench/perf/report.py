@@ -72,6 +72,37 @@ def _ingest_rows(data: dict[str, Any]) -> list[Row]:
                     f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms",
                 )
             )
+    return out + _cpu_rows(data)
+
+
+def _cpu_rows(data: dict[str, Any]) -> list[Row]:
+    """Server CPU per mail over 4 connections, and the floor (``floor.py``): the best share
+    of the ceiling a gateway could reach that spent only the floor on top of aiosmtpd."""
+    block = data["4_connections"]
+    if "server_cpu_ms_per_mail" not in block["ceiling"]:
+        return []  # a JSON file from before CPU was measured
+    costs = {mode: block[mode]["server_cpu_ms_per_mail"] for mode in block}
+    null = costs["ceiling"]
+    out = [
+        _row(
+            "server CPU per mail, 4 conn",
+            ", ".join(f"{mode} {ms:.2f} ms" for mode, ms in costs.items()),
+        )
+    ]
+    floor = data.get("floor")
+    if floor and null:
+        best = null / (null + floor["total_ms"])
+        parts = f"parse {floor['parse_ms']:.2f} + store {floor['store_ms']:.2f}"
+        out.append(
+            _row(
+                f"floor: stdlib parse, {floor['statements']} statements, 1 render",
+                f"{floor['total_ms']:.2f} ms ({parts} + render {floor['render_ms']:.2f})",
+                f"ceiling {null:.2f} ms/mail",
+                f"{best:.3f}",
+                "≥ 0.5",
+                best >= 0.5,
+            )
+        )
     return out
 
 

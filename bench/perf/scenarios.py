@@ -8,6 +8,7 @@ noise hits all of them alike and their ratios hold.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -54,6 +55,9 @@ def _summary(results: list[Result]) -> Figures:
     refused = sum(r.refused for r in results)
     return {
         "mails_per_s": round(statistics.median(r.rate for r in results), 1),
+        "server_cpu_ms_per_mail": round(
+            statistics.median(1000 * r.server_cpu_s / max(r.sent, 1) for r in results), 2
+        ),
         "rounds": [round(r.rate, 1) for r in results],
         "p50_ms": round(merged.percentile(0.5) * 1000, 2),
         "p99_ms": round(merged.percentile(0.99) * 1000, 2),
@@ -125,7 +129,10 @@ def _rounds(
         mails = mix.measured_mails(f"{tag}-r{r}", count or settings.mails, old_ids=old)
         wires = client.prepare(mails)
         for name, server in targets.items():
-            results[name].append(run(server.port, wires))
+            cpu = server.cpu_seconds()
+            result = run(server.port, wires)
+            result.server_cpu_s = server.cpu_seconds() - cpu
+            results[name].append(result)
             if server.url:
                 servers.drain(server)
     return results
@@ -153,6 +160,15 @@ def ingest(settings: Settings) -> Figures:
         )
         figures["latency"] = {name: _summary(rs) for name, rs in runs.items()}
         figures["latency"]["offered_per_s"] = rate
+    figures["floor"] = _floor(settings)
+    return figures
+
+
+def _floor(settings: Settings) -> Figures:
+    """``floor.py`` in its own process: the least CPU a mail costs with these libraries."""
+    argv = [servers.PYTHON, str(servers.HERE / "floor.py"), "--json"]
+    done = subprocess.run([*argv, "--mails", str(settings.mails)], capture_output=True, check=True)
+    figures: Figures = json.loads(done.stdout)
     return figures
 
 

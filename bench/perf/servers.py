@@ -66,6 +66,11 @@ class Server:
                 self.process.wait()
         self.log.close()
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU the server process has used so far (``/proc/PID/stat``)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kb(self, field: str = "VmRSS") -> int:
         """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, in KiB."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
