@@ -81,25 +81,25 @@ def show(args: argparse.Namespace, config: Config) -> int:
 
 
 def user_add(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_add
+    from mailtracker.user_actions import user_add
 
     return user_add(_open_store(config), args.email, args.name, args.role)
 
 
 def user_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_list
+    from mailtracker.user_actions import user_list
 
     return user_list(_open_store(config), args.json)
 
 
 def user_set_role(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_set_role
+    from mailtracker.user_actions import user_set_role
 
     return user_set_role(_open_store(config), args.email, args.role)
 
 
 def user_add_address(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import user_add_address
+    from mailtracker.user_actions import user_add_address
 
     return user_add_address(_open_store(config), args.email, args.new_address)
 
@@ -111,44 +111,44 @@ def user_token(args: argparse.Namespace, config: Config) -> int:
 
 
 def moderation_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import moderation_list
+    from mailtracker.queue_actions import moderation_list
 
     return moderation_list(_open_store(config), args.json)
 
 
 def moderation_decide(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import moderation_decide
+    from mailtracker.queue_actions import moderation_decide
 
     approve = args.moderation_command == "approve"
     return moderation_decide(_open_store(config), config, args.id, approve)
 
 
 def quarantine_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_list
+    from mailtracker.queue_actions import quarantine_list
 
     return quarantine_list(_open_store(config), args.all, args.json)
 
 
 def quarantine_show(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_show
+    from mailtracker.queue_actions import quarantine_show
 
     return quarantine_show(_open_store(config), args.id, args.json)
 
 
 def quarantine_retry(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import quarantine_retry
+    from mailtracker.queue_actions import quarantine_retry
 
     return quarantine_retry(_open_store(config), config, args.id)
 
 
 def bounces_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import bounces_list
+    from mailtracker.queue_actions import bounces_list
 
     return bounces_list(_open_store(config), args.json)
 
 
 def bounces_reset(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import bounces_reset
+    from mailtracker.queue_actions import bounces_reset
 
     return bounces_reset(_open_store(config), args.address)
 
@@ -166,25 +166,25 @@ def tokens_rotate(args: argparse.Namespace, config: Config) -> int:
 
 
 def subscriptions_list(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_list
+    from mailtracker.user_actions import subscriptions_list
 
     return subscriptions_list(_open_store(config), config, args.tracker, args.json)
 
 
 def subscriptions_add(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_set
+    from mailtracker.user_actions import subscriptions_set
 
     return subscriptions_set(_open_store(config), config, args.email, args.tracker, args.mode)
 
 
 def subscriptions_remove(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import subscriptions_set
+    from mailtracker.user_actions import subscriptions_set
 
     return subscriptions_set(_open_store(config), config, args.email, args.tracker, None)
 
 
 def outbox(args: argparse.Namespace, config: Config) -> int:
-    from mailtracker.actions import show_outbox
+    from mailtracker.queue_actions import show_outbox
 
     return show_outbox(_open_store(config), args.all, args.json)
 

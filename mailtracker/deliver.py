@@ -32,7 +32,7 @@ from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from mailtracker.config import Config
-from mailtracker.models import Issue, Outbox, Tracker, utcnow
+from mailtracker.models import Outbox, utcnow
 from mailtracker.store import Store, table
 from mailtracker.transport import Transport, TransportError, describe, transport_for
 
@@ -41,11 +41,9 @@ __all__ = [
     "LEASE",
     "MAX_AGE",
     "DeliveryReport",
-    "OutboxView",
     "backoff",
     "deliver_all_now",
     "deliver_due",
-    "outbox_rows",
     "run_worker",
 ]
 
@@ -337,65 +335,6 @@ async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> Non
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
-
-
-@dataclass(frozen=True)
-class OutboxView:
-    """One outbox row as ``mailtracker outbox`` shows it."""
-
-    id: int
-    message_id: str
-    tracker: str
-    issue: int | None
-    recipient: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str
-    created_at: datetime
-    sent_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "message_id": self.message_id,
-            "tracker": self.tracker,
-            "issue": self.issue,
-            "recipient": self.recipient,
-            "status": self.status,
-            "attempts": self.attempts,
-            "next_attempt_at": _iso(self.next_attempt_at),
-            "last_error": self.last_error,
-            "created_at": _iso(self.created_at),
-            "sent_at": None if self.sent_at is None else _iso(self.sent_at),
-        }
-
-
-def outbox_rows(store: Store, include_sent: bool = False) -> list[OutboxView]:
-    """Queued and failed mail (and sent mail if asked), oldest first."""
-    query = (
-        select(
-            Outbox.id,
-            Outbox.message_id,
-            Tracker.name,
-            Issue.number,
-            Outbox.recipient,
-            Outbox.status,
-            Outbox.attempts,
-            Outbox.next_attempt_at,
-            Outbox.last_error,
-            Outbox.created_at,
-            Outbox.sent_at,
-        )
-        .select_from(Outbox)
-        .join(Tracker, Tracker.id == Outbox.tracker_id)
-        .outerjoin(Issue, Issue.id == Outbox.issue_id)
-        .order_by(Outbox.id)
-    )
-    if not include_sent:
-        query = query.where(Outbox.status != "sent")
-    with store.read() as session:
-        return [OutboxView(*row) for row in session.execute(query)]
 
 
 def _naive_utc(moment: datetime) -> datetime:

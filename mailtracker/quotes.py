@@ -19,23 +19,37 @@ a quote-only body) the whole body is returned, stripped: a notification is never
 The rules were measured against the quote-stripping oracles of talon, GitHub's and Zapier's
 email_reply_parser and mail-parser-reply (``docs/quotes.md``, ``bench/quotes_oracle.py``); none
 of those libraries did better on them, so the rules are ours. Every regular expression is
-anchored or bounded and runs only on lines of at most ``_RULE_LINE_MAX`` characters, so the
+anchored or bounded and runs only on lines of at most ``RULE_LINE_MAX`` characters, so the
 time is linear in the body size, whatever the input (GitHub's 750 KB ``>>>>`` line included).
+
+This module scans the lines and cuts; ``quotemarks.py`` recognises the lines that mark a
+quote (attributions, header blocks, dividers, forward markers) in each client's locales.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mailtracker.quotemarks import (
+    RULE_LINE_MAX,
+    WINDOW,
+    ends_like_attribution,
+    header_block_at,
+    header_role,
+    is_blank_or_rule,
+    is_forward_marker,
+    is_original_divider,
+    is_strong,
+    is_weak_or_strong,
+    split_shared_line,
+    window_start,
+)
 
 __all__ = ["strip_quotes", "visible_text"]
 
-_RULE_LINE_MAX = 400  # longer lines are never attributions, header lines or taglines
-_WINDOW = 3  # an attribution wraps over at most this many lines (Gmail: 2, Apple Mail: 3)
 _ATTRIBUTION_GAP = 5  # blank lines allowed between an attribution and its quote (Apple Mail: 4)
-_HEADER_SPAN = 12  # lines scanned for the rest of an Outlook header block
-_ADDRESS_MAX = 120  # "Name <address>" after an attribution's verb
 
 
 def visible_text(text: str) -> str:
@@ -86,7 +100,7 @@ def _scan(lines: list[str]) -> _Reply:
         line = lines[scan.i]
         if _is_quoted(line):
             _drop_quote(scan)
-        elif _is_forward_marker(line):
+        elif is_forward_marker(line):
             return _Reply(_kept(scan), lines[scan.i :])
         elif _cuts_here(scan):
             _drop_trailing_separators(scan)
@@ -100,7 +114,7 @@ def _scan(lines: list[str]) -> _Reply:
 def _keep(scan: _Scan) -> None:
     line = scan.lines[scan.i]
     scan.kept.append(scan.i)
-    if scan.first_text is None and line.strip() and _header_role(line) is None:
+    if scan.first_text is None and line.strip() and header_role(line) is None:
         scan.first_text = scan.i
 
 
@@ -114,15 +128,15 @@ def _cuts_here(scan: _Scan) -> bool:
     A header block with no text above is the message's own (a pasted or forwarded header, as
     in mail-parser-reply's Polish fixtures), not the start of a quote.
     """
-    if _is_original_divider(scan.lines[scan.i]):
+    if is_original_divider(scan.lines[scan.i]):
         return True
-    return scan.first_text is not None and _header_block_at(scan.lines, scan.i)
+    return scan.first_text is not None and header_block_at(scan.lines, scan.i)
 
 
 def _drop_trailing_separators(scan: _Scan) -> None:
     # Outlook puts "________________________________" above its header block, Gmail's
     # HTML-to-text puts "------------------------------" there.
-    while scan.kept and _is_blank_or_rule(scan.lines[scan.kept[-1]]):
+    while scan.kept and is_blank_or_rule(scan.lines[scan.kept[-1]]):
         scan.kept.pop()
 
 
@@ -160,7 +174,7 @@ def _is_wrapped_quote(lines: list[str], i: int) -> bool:
     line = lines[i].rstrip()
     if not line:
         return True
-    if i + 1 >= len(lines) or not _is_quoted(lines[i + 1]) or len(line) > _RULE_LINE_MAX:
+    if i + 1 >= len(lines) or not _is_quoted(lines[i + 1]) or len(line) > RULE_LINE_MAX:
         return False
     above = lines[i - 1].rstrip()
     last_word = above.rsplit(None, 1)[-1] if above else ""
@@ -168,30 +182,7 @@ def _is_wrapped_quote(lines: list[str], i: int) -> bool:
     return line.endswith(" >") or wrapped_link or above.endswith("=")
 
 
-# --- attributions ("On … wrote:") ---------------------------------------------------------------
-
-# The verb of an attribution line, per client locale: Gmail and Apple Mail "wrote", Outlook for
-# Mac "sent", Thunderbird and Gmail de "schrieb", fr "a écrit", nl "schreef" and "het volgende
-# geschreven", sv/da/no "skrev", pl "napisał(a)", es "escribió", pt "escreveu", it "ha scritto",
-# fi "kirjoitti", ru "napisal(a)" (Android Mail), cs "napsal(a)", tr "yazdi", vi "đã viết",
-# el "égrapse", zh "xiedao", ja "kakimashita", ko "jakseong".
-_VERB = re.compile(
-    r"\b(?:wrote|writes|sent|schrieb|a [ée]crit|schreef|geschreven|skrev|napisała?|napisal"
-    r"|escribió|escreveu|ha scritto|kirjoitti|napsala?|đã viết|έγραψε"
-    r"|\u043d\u0430\u043f\u0438\u0441\u0430\u043b\u0430?|yazd\u0131)\b"
-    r"|写道|寫道|書きました|작성",
-    re.IGNORECASE,
-)
-# First word of a wrapped attribution: en "On", de "Am", fr "Le", nl "Op", sv/da "Den",
-# no "På", es "El", it "Il", pt "Em", pl "W dniu"/"Dnia", vi "Vào", cs "Dne", ru "V", el "Stis".
-_OPENER = re.compile(
-    r"^(?:on|am|le|op|den|på|el|il|em|w dniu|dnia|vào|dne|dňa|\u0432|στις)\s"
-    r"|^\d{1,4}(?:[./\-年]|\s)|^[-*]",  # or a date: "2014-10-17", "02.04.2012", "2022年1月1日"
-    re.IGNORECASE,
-)
-_DASHES = "-\u2013\u2014_ "  # hyphen, en and em dash (Android, talon's fixtures), underscore
-_COLONS = (":", "\uff1a")  # ASCII and full-width (Gmail zh/ja)
-_SHARED_ON = re.compile(r"[\s\-]On\s")  # "reply On Wed, …": a client glued reply and attribution
+# --- attributions ("On … wrote:"), cut out of the scan ------------------------------------------
 
 
 def _attribution_at(scan: _Scan) -> bool:
@@ -215,107 +206,26 @@ def _attribution_at(scan: _Scan) -> bool:
 def _attribution_span(scan: _Scan) -> tuple[int, str] | None:
     """(first line, text before it on the line) of a strong attribution ending here."""
     line = scan.lines[scan.i]
-    if len(line) > _RULE_LINE_MAX or not _ends_like_attribution(line):
+    if len(line) > RULE_LINE_MAX or not ends_like_attribution(line):
         return None
-    start = _window_start(scan.lines, scan.i, scan.kept, _is_strong)
+    start = window_start(scan.lines, scan.i, scan.kept, is_strong)
     if start is not None:
         return start, ""
-    before, rest = _split_shared_line(line)
-    if before and _is_strong(rest):
+    before, rest = split_shared_line(line)
+    if before and is_strong(rest):
         return scan.i, before
-    return (scan.i, "") if _is_strong(line) else None
-
-
-def _ends_like_attribution(line: str) -> bool:
-    end = line.rstrip()
-    return end.endswith(_COLONS) or end.lstrip().startswith(("--", "\u2014"))
-
-
-def _is_strong(text: str) -> bool:
-    """An attribution that is certain enough to cut unprefixed text below it."""
-    if len(text) > _RULE_LINE_MAX:
-        return False
-    core = text.strip()
-    if core.startswith(("--", "\u2014")):  # Android "---- Name wrote ----" (talon's fixtures)
-        core = core.strip(_DASHES)
-        return _VERB.search(core.rsplit(None, 1)[-1] if core else "") is not None
-    has_anchor = any(ch.isdigit() for ch in core) or "@" in core
-    return core.endswith(_COLONS) and has_anchor and _verb_then_address(core)
-
-
-def _verb_then_address(core: str) -> bool:
-    """The verb ends the line or only a name and address follow it ("schrieb Name <a@b>:").
-
-    This keeps "We sent 2 emails:" from passing for an attribution.
-    """
-    verbs = list(_VERB.finditer(core))
-    if not verbs:
-        return False
-    rest = core[verbs[-1].end() :].strip(" :\uff1a")
-    return not rest or ("@" in rest and len(rest) <= _ADDRESS_MAX)
-
-
-def _is_weak(text: str) -> bool:
-    """An attribution recognised only directly above a ``>`` block: it may lack the verb.
-
-    Gmail in some locales writes "2014-10-17 11:28 GMT+03:00 Name <address>:" (talon's
-    fixtures) and Gmail ja "2022年1月1日(金) 9:00 Name <address>:" (mail-parser-reply's).
-    """
-    core = text.strip()
-    if len(core) > _RULE_LINE_MAX or not core.endswith((*_COLONS, ">")):
-        return False
-    has_digit = any(ch.isdigit() for ch in core)
-    return has_digit and ("@" in core or _verb_then_address(core))
-
-
-def _window_start(
-    lines: list[str], end: int, kept: list[int], test: Callable[[str], bool]
-) -> int | None:
-    """Start of the tightest attribution window that ends at ``end`` and passes ``test``.
-
-    Gmail and Apple Mail wrap long attributions over two or three lines; the window must begin
-    with an opener ("On", "Am", a date) because the line above it may be the author's own.
-    """
-    for start in (end, *_kept_run_above(lines, end, kept)):
-        window = " ".join(lines[k].strip() for k in range(start, end + 1))
-        if _OPENER.match(lines[start].lstrip()) and test(window):
-            return start
-    return None
-
-
-def _kept_run_above(lines: list[str], end: int, kept: list[int]) -> list[int]:
-    """Up to ``_WINDOW - 1`` kept, non-blank, consecutive lines directly above ``end``."""
-    run: list[int] = []
-    for k in reversed(kept):
-        if k >= end:
-            continue
-        if k != end - len(run) - 1 or not lines[k].strip() or len(run) == _WINDOW - 1:
-            break
-        run.append(k)
-    return run
-
-
-def _split_shared_line(line: str) -> tuple[str, str]:
-    """Split "reply On Wed, … wrote:" into "reply" and the attribution (talon's fixtures)."""
-    match = _SHARED_ON.search(line)
-    if match is None:
-        return "", line
-    return line[: match.start() + 1].rstrip(_DASHES), line[match.start() + 1 :]
+    return (scan.i, "") if is_strong(line) else None
 
 
 def _drop_weak_attribution(scan: _Scan) -> None:
-    tail = [k for k in scan.kept[-_ATTRIBUTION_GAP - _WINDOW :] if scan.lines[k].strip()]
+    tail = [k for k in scan.kept[-_ATTRIBUTION_GAP - WINDOW :] if scan.lines[k].strip()]
     if not tail or scan.i - tail[-1] > _ATTRIBUTION_GAP + 1:
         return
-    start = _window_start(scan.lines, tail[-1], scan.kept, _is_weak_or_strong)
-    if start is None and _is_weak_or_strong(scan.lines[tail[-1]]):
+    start = window_start(scan.lines, tail[-1], scan.kept, is_weak_or_strong)
+    if start is None and is_weak_or_strong(scan.lines[tail[-1]]):
         start = tail[-1]
     if start is not None:
         _unkeep_from(scan, start)
-
-
-def _is_weak_or_strong(text: str) -> bool:
-    return _is_weak(text) or _is_strong(text)
 
 
 def _unkeep_from(scan: _Scan, start: int) -> None:
@@ -330,82 +240,6 @@ def _next_nonblank(lines: list[str], i: int, gap: int) -> int | None:
         if lines[k].strip():
             return k
     return None
-
-
-# --- Outlook header blocks, dividers, forwards --------------------------------------------------
-
-# Header names of the reply header block that Outlook (and Yahoo, AOL, Gmail when forwarding)
-# writes above the quoted message, per locale: en, de, fr, nl, da/no, sv, pl, es, it, pt, fi,
-# cs, ru, ja, zh. Role "from" or "date" must come first; two roles make a block.
-_HEADER_ROLES = {
-    "from": "from von de van fra från od da lähettäjä от 差出人 发件人",
-    "date": "sent date gesendet datum envoyé envoye verzonden sendt dato skickat wysłano "
-    "enviado enviada inviato data fecha lähetetty odesláno отправлено дата 送信日時 日付 发送时间",
-    "to": "to an à a aan til till do para vastaanottaja komu кому 宛先 收件人",
-    "cc": "cc kopia kopie dw копия",
-    "subject": "subject betreff objet onderwerp emne ämne temat asunto oggetto assunto aihe "
-    "předmět тема 件名 主题",
-}
-_ROLE_OF = {name: role for role, names in _HEADER_ROLES.items() for name in names.split()}
-_HEADER = re.compile(
-    r"^\s*\*?\s*(" + "|".join(sorted(map(re.escape, _ROLE_OF), key=len, reverse=True)) + r")"
-    r"\s*\*?\s*[:\uff1a]",
-    re.IGNORECASE,
-)
-# A rule line: "_____" (Outlook), "-----" (Gmail HTML-to-text), "* * *" (html2text's <hr>, which
-# Outlook and Hotmail HTML replies put above the header block).
-_RULE = re.compile(r"^\s*(?:[-_=*\u2013\u2014]\s*){3,}$")
-# "-----Original Message-----" (Outlook, AOL, Yahoo) and its translations.
-_ORIGINAL = re.compile(
-    r"^\s*[-_=*]{2,}\s*(?:original message|ursprüngliche nachricht|original nachricht"
-    r"|message d'origine|oorspronkelijk bericht|oprindelig meddelelse|opprinnelig melding"
-    r"|ursprungligt meddelande|alkuperäinen viesti|mensaje original|messaggio originale"
-    r"|mensagem original|wiadomość oryginalna|oryginalna wiadomość|původní zpráva"
-    r"|исходное сообщение|原始邮件|元のメッセージ)\b",
-    re.IGNORECASE,
-)
-# Gmail "---------- Forwarded message ---------", Apple Mail "Begin forwarded message:".
-_FORWARD = re.compile(
-    r"^\s*(?:[-_=*]{2,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré"
-    r"|doorgestuurd bericht|videresendt meddelelse|vidarebefordrat meddelande"
-    r"|mensaje reenviado|messaggio inoltrato|mensagem encaminhada|przekazana wiadomość"
-    r"|пересылаемое сообщение)"
-    r"|(?:begin forwarded message|anfang der weitergeleiteten nachricht"
-    r"|début du message réexpédié|inicio del mensaje reenviado)\s*:\s*$)",
-    re.IGNORECASE,
-)
-
-
-def _is_blank_or_rule(line: str) -> bool:
-    return not line.strip() or (len(line) <= _RULE_LINE_MAX and _RULE.match(line) is not None)
-
-
-def _is_original_divider(line: str) -> bool:
-    return len(line) <= _RULE_LINE_MAX and _ORIGINAL.match(line) is not None
-
-
-def _is_forward_marker(line: str) -> bool:
-    return len(line) <= _RULE_LINE_MAX and _FORWARD.match(line) is not None
-
-
-def _header_role(line: str) -> str | None:
-    match = _HEADER.match(line) if len(line) <= _RULE_LINE_MAX else None
-    return _ROLE_OF[match.group(1).lower()] if match else None
-
-
-def _header_block_at(lines: list[str], i: int) -> bool:
-    """A "From:" (or "Date:") line followed by another header of the block before a blank line.
-
-    Continuation lines are allowed: Outlook wraps long "To:" and "From: … [mailto:" values.
-    """
-    if _header_role(lines[i]) not in ("from", "date"):
-        return False
-    roles: set[str | None] = set()
-    for line in lines[i : i + _HEADER_SPAN]:
-        if not line.strip():
-            break
-        roles.add(_header_role(line))
-    return len(roles - {None}) >= 2
 
 
 # --- signatures ---------------------------------------------------------------------------------
@@ -462,7 +296,7 @@ def _signature_start(lines: list[str]) -> int:
 def _list_footer_start(lines: list[str], end: int) -> int:
     """Mailman's footer: a rule of underscores, then "<list> mailing list"."""
     for k in range(end - 1):
-        rule = len(lines[k]) <= _RULE_LINE_MAX and _LIST_RULE.match(lines[k])
+        rule = len(lines[k]) <= RULE_LINE_MAX and _LIST_RULE.match(lines[k])
         if rule and lines[k + 1].rstrip().endswith("mailing list"):
             return k
     return end
@@ -471,7 +305,7 @@ def _list_footer_start(lines: list[str], end: int) -> int:
 def _is_trailing_signature(lines: list[str], end: int) -> bool:
     """A mobile tagline, or a "-Name" sign-off after a blank line, ends ``lines[:end]``."""
     last = lines[end - 1]
-    if len(last) > _RULE_LINE_MAX:
+    if len(last) > RULE_LINE_MAX:
         return False
     if _TAGLINE.match(last):
         return True

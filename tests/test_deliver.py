@@ -32,11 +32,11 @@ from mailtracker.deliver import (
     DeliveryReport,
     backoff,
     deliver_due,
-    outbox_rows,
     run_worker,
 )
 from mailtracker.errors import ConfigError
 from mailtracker.models import Issue, Outbox, Tracker
+from mailtracker.outbox_view import outbox_rows
 from mailtracker.store import Store
 from mailtracker.transport import SmtpTransport
 from tests.conftest import make_config
