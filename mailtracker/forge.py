@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from mailtracker import store as queries
 from mailtracker.config import Config, TrackerConfig
-from mailtracker.models import ForgeLink, utcnow
+from mailtracker.forge_models import ForgeLink
+from mailtracker.models import utcnow
 from mailtracker.store import Store
 from mailtracker.values import FORGE_EVIDENCE, Envelope
 

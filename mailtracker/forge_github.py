@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from mailtracker.config import Config
 from mailtracker.forge import ForgeEvent, apply_events
-from mailtracker.models import WebhookDelivery, utcnow
+from mailtracker.forge_models import WebhookDelivery
+from mailtracker.models import utcnow
 from mailtracker.store import Store
 
 __all__ = ["events_from", "handle", "signature_ok"]

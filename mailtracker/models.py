@@ -38,7 +38,6 @@ __all__ = [
     "BounceScore",
     "ControlMail",
     "DigestRun",
-    "ForgeLink",
     "HeldMail",
     "Issue",
     "IssueLabel",
@@ -53,7 +52,6 @@ __all__ = [
     "SubscriptionRequest",
     "Tracker",
     "User",
-    "WebhookDelivery",
     "utcnow",
 ]
 
@@ -362,33 +360,6 @@ class DigestRun(Base):
     period_start: Mapped[datetime] = mapped_column(DateTime)
     period_end: Mapped[datetime] = mapped_column(DateTime)
     mails: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class ForgeLink(Base):
-    """A pull request or commit linked to an issue; ``key`` names it on its forge."""
-
-    __tablename__ = "forge_links"
-    __table_args__ = (UniqueConstraint("issue_id", "key"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(300))
-    kind: Mapped[str] = mapped_column(String(20))
-    url: Mapped[str] = mapped_column(Text)
-    title: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(20), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class WebhookDelivery(Base):
-    """Webhook deliveries already handled (``X-GitHub-Delivery``): a redelivery is a no-op."""
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("forge", "delivery_id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    forge: Mapped[str] = mapped_column(String(20))
-    delivery_id: Mapped[str] = mapped_column(String(100))
-    event: Mapped[str] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Outbox(Base):

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailtracker.config import Config
+from mailtracker.forge_models import ForgeLink
 from mailtracker.models import (
     Address,
-    ForgeLink,
     Issue,
     IssueLabel,
     JournalEntry,

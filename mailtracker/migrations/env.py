@@ -6,6 +6,7 @@ from typing import Any
 
 from alembic import context
 
+from mailtracker import forge_models  # noqa: F401  (its tables join Base.metadata)
 from mailtracker.models import Base
 
 connection = context.config.attributes.get("connection")
