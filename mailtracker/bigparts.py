@@ -1,16 +1,27 @@
-"""Large base64 bodies kept out of the stdlib parser, and decoded from the mail's own bytes.
+"""Large bodies kept out of the stdlib parser, and taken from the mail's own bytes.
 
 The stdlib ``FeedParser`` keeps a leaf part's body as a list of one ``str`` per line, joins
 them, then cuts the last line end off (another copy): for a 25 MB attachment about 2.7 times
-the mail on top of the mail itself. So before parsing, every run of at least ``BIG_RUN``
-bytes of whole lines made only of the base64 alphabet is replaced by a one-line token of the
-same alphabet (random, so no mail can forge one). Such lines hold no colon, no dash, no blank
-and no empty line, so they can be neither a header, nor a boundary, nor the end of a header
-block; the token is treated exactly as they would be, and the parser sees the same
-structure. ``parse.py`` then asks this module for what the parser would have held:
+the mail on top of the mail itself. So before parsing, every *run* of at least ``BIG_RUN``
+bytes is replaced by a one-line token (random, so no mail can forge one) that the parser
+treats exactly as it would have treated the run's lines, so it sees the same structure:
+
+- a run of whole lines made only of the base64 alphabet: such lines hold no colon, no dash,
+  no blank and no empty line, so they can be neither a header, nor a boundary, nor the end
+  of a header block;
+- a *text block*: the lines that follow an empty line, up to the next empty line or the
+  next line that begins with a dash (a boundary begins with two), when its first line does
+  not look like a header (the parser's own test). After an empty line the parser is in a
+  body, or starts the header block of an enclosed message, which a first line that is no
+  header ends at once, with the token as with the lines. A log file or quoted-printable
+  text attached whole is such a block.
+
+``parse.py`` then asks this module for what the parser would have held:
 
 - ``run``: the bytes of the one run a base64 body consists of, as a memoryview on the mail,
   for ``binascii.a2b_base64`` (which skips line ends and decodes without another copy);
+- ``payload_bytes``: a leaf's payload as the stdlib would encode it for decoding
+  (``get_payload(decode=True)``), the runs' bytes taken from the mail, in one copy;
 - ``restore``: the runs put back as text into a part or a whole tree, before the stdlib
   reads it (another transfer encoding, an enclosed message being flattened, a bad run).
 """
@@ -32,14 +43,22 @@ _STRETCH = re.compile(rb"(?m)^[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]*")
 # in bytes, one of these pairs.
 _EMPTY_LINES = (b"\n\n", b"\n\r", b"\r\r")
 _LINE_ENDS = b"\r\n"
+# Two line ends in a row; a CR followed by LF is one line end, never two.
+_EMPTY_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?=\r\n|\n|\r)")
+_DASH_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))-")
+# The stdlib feedparser's test for a header line (``email.feedparser.headerRE``).
+_HEADER_LIKE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
 
 
 class BigRuns:
     """The runs taken out of one mail (token → span in ``raw``), and how to put them back."""
 
-    def __init__(self, raw: bytes, spans: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, raw: bytes, spans: list[tuple[int, int]], base64: frozenset[int] = frozenset()
+    ) -> None:
         self.raw = raw
         self.spans = spans
+        self.base64 = base64  # indexes of the spans made only of the base64 alphabet
         self.prefix = f"mailtrackerelided{secrets.token_hex(12)}n"
 
     # Compiled only for a mail that has runs: the prefix is new for every mail, so the re
@@ -62,10 +81,35 @@ class BigRuns:
         if not self.spans or not isinstance(text, str) or self.prefix not in text:
             return None
         found = self._alone.fullmatch(text)
-        if found is None:
+        if found is None or int(found.group(1)) not in self.base64:
             return None
         start, end = self.spans[int(found.group(1))]
         return memoryview(self.raw)[start:end]
+
+    def payload_bytes(self, part: Message) -> bytes | memoryview | None:
+        """The leaf's payload as ``get_payload(decode=True)`` has it before decoding (the
+        parsed text, 8-bit bytes as surrogates, encoded back), runs in place; ``None`` if
+        no run was taken out of it. A payload that is one run and nothing else (the usual
+        attachment) is a view on the mail: no copy at all."""
+        text = _parsed_payload(part)
+        if not self.spans or not isinstance(text, str) or self.prefix not in text:
+            return None
+        whole = self._token.fullmatch(text)
+        if whole is not None:
+            start, end = self.spans[int(whole.group(1))]
+            return memoryview(self.raw)[start:end]
+        pieces: list[bytes] = []
+        done = 0
+        try:
+            for found in self._token.finditer(text):
+                start, end = self.spans[int(found.group(1))]
+                pieces += [text[done : found.start()].encode("ascii", "surrogateescape")]
+                pieces.append(self.raw[start:end])
+                done = found.end()
+            pieces.append(text[done:].encode("ascii", "surrogateescape"))
+        except UnicodeEncodeError:  # not what a bytes parser makes: the stdlib's way
+            return None
+        return b"".join(pieces)
 
     def text(self, text: str) -> str:
         """``text`` with every token replaced by the run it stands for."""
@@ -75,7 +119,7 @@ class BigRuns:
 
     def _original(self, found: re.Match[str]) -> str:
         start, end = self.spans[int(found.group(1))]
-        return self.raw[start:end].decode("ascii")
+        return self.raw[start:end].decode("ascii", "surrogateescape")  # as the parser reads
 
     def restore(self, msg: Message) -> None:
         """Put the runs back into ``msg`` and every entity below it (payloads, preambles,
@@ -105,8 +149,9 @@ def _parsed_payload(part: Message) -> object:
 def elide(raw: bytes) -> tuple[bytes, BigRuns]:
     """``raw`` with its big base64 runs replaced by tokens (``raw`` itself if there are
     none), and the runs to put back."""
-    spans = _big_runs(raw) if len(raw) >= BIG_RUN else []
-    runs = BigRuns(raw, spans)
+    base64 = _base64_runs(raw) if len(raw) >= BIG_RUN else []
+    spans = _with_text_blocks(raw, base64) if len(raw) >= BIG_RUN else []
+    runs = BigRuns(raw, spans, frozenset(i for i, span in enumerate(spans) if span in base64))
     if not spans:
         return raw, runs
     view = memoryview(raw)
@@ -119,7 +164,51 @@ def elide(raw: bytes) -> tuple[bytes, BigRuns]:
     return b"".join(pieces), runs
 
 
-def _big_runs(raw: bytes) -> list[tuple[int, int]]:
+def _with_text_blocks(raw: bytes, base64: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The base64 runs, and the text blocks that overlap none of them, in order."""
+    spans = list(base64)
+    for start, end in _text_blocks(raw):
+        if not any(start < b_end and b_start < end for b_start, b_end in base64):
+            spans.append((start, end))
+    return sorted(spans)
+
+
+def _text_blocks(raw: bytes) -> list[tuple[int, int]]:
+    """Text blocks at least BIG_RUN long (see the module's docstring); each ends where its
+    last line's line end begins."""
+    ends = [found.start() for found in _EMPTY_LINE.finditer(raw)]  # a line followed by an empty one
+    blocks = []
+    for index, line_end in enumerate(ends):
+        start = _after_empty_line(raw, line_end)
+        limit = ends[index + 1] if index + 1 < len(ends) else len(raw)
+        if limit - start < BIG_RUN or raw[start : start + 1] in (b"-", b"\r", b"\n", b""):
+            continue
+        if _HEADER_LIKE.match(raw, start):
+            continue
+        end = _block_end(raw, start, limit)
+        if end - start >= BIG_RUN:
+            blocks.append((start, end))
+    return blocks
+
+
+def _after_empty_line(raw: bytes, line_end: int) -> int:
+    """Where the line after the empty line begins: past the line end at ``line_end`` and
+    the empty line's own."""
+    position = line_end + (2 if raw.startswith(b"\r\n", line_end) else 1)
+    return position + (2 if raw.startswith(b"\r\n", position) else 1)
+
+
+def _block_end(raw: bytes, start: int, limit: int) -> int:
+    """Where the block's last line ends: at ``limit`` (the line end before the next empty
+    line, or the end of the mail) or before the first line that begins with a dash."""
+    dash = _DASH_LINE.search(raw, start, limit)
+    end = dash.start() if dash is not None else limit
+    while end > start and raw[end - 1] in _LINE_ENDS:
+        end -= 1
+    return end
+
+
+def _base64_runs(raw: bytes) -> list[tuple[int, int]]:
     """Spans of whole lines of the base64 alphabet, at least BIG_RUN long, with no empty
     line inside; each ends where its last line's line end begins."""
     spans = []

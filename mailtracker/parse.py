@@ -24,12 +24,10 @@ Header values are read by ``headers.py``. Which part is the body (``text``):
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import os
 import re
 import unicodedata
-from contextlib import suppress
 from dataclasses import dataclass, field
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
@@ -40,6 +38,7 @@ from mailtracker import headers as mh
 from mailtracker.bigparts import BigRuns, elide
 from mailtracker.errors import Rejected
 from mailtracker.htmltext import html_to_text
+from mailtracker.payloads import payload
 from mailtracker.values import AttachmentData, Incoming
 
 __all__ = ["MAX_DEPTH", "MAX_PARTS", "parse"]
@@ -48,10 +47,8 @@ MAX_DEPTH = 20
 MAX_PARTS = 1_000
 MAX_FILENAME = 200
 _FEED_CHUNK = 1 << 16
-_BIG_PAYLOAD = 1 << 20
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_LONE_CR = re.compile(r"\r(?!\n)")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # RFC 2045 5.1: type "/" subtype, each a token (no controls, spaces or tspecials).
@@ -225,7 +222,7 @@ def _chosen(alternatives: list[Message]) -> int:
 def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
     first, body.leaves = body.leaves == 0, body.leaves + 1
     if _is_attachment(part, first) or not ctype.startswith("text/"):
-        body.attach(_filename(part), ctype, _payload(part, body.big))
+        body.attach(_filename(part), ctype, payload(part, body.big))
     elif main and ctype == "text/plain":
         body.texts.append(_text(part, body.big))
     elif main and ctype == "text/html" and not body.has_text():
@@ -235,14 +232,14 @@ def _leaf(part: Message, ctype: str, body: _Body, main: bool) -> None:
     elif not main and ctype == "text/html" and body.html is None:
         body.html = _text(part, body.big)
     elif main or ctype not in _RENDERINGS:
-        body.attach("", ctype, _payload(part, body.big))
+        body.attach("", ctype, payload(part, body.big))
 
 
 def _enclosed(part: Message, ctype: str, body: _Body) -> tuple[str, str, bytes]:
     """A ``message/*`` part as one attachment: the enclosed message's bytes, named after
     its Subject for ``message/rfc822`` and ``message/global`` (RFC 6532)."""
     if not part.is_multipart():
-        return _filename(part), ctype, _payload(part, body.big)
+        return _filename(part), ctype, payload(part, body.big)
     inner = _subparts(part)
     data = b"".join(_flatten(m, body) for m in inner)
     if ctype not in ("message/rfc822", "message/global") or not inner:
@@ -261,17 +258,8 @@ def _flatten(msg: Message, body: _Body) -> bytes:
         options = msg.policy.clone(linesep=body.linesep, max_line_length=0)
         BytesGenerator(out, mangle_from_=False, policy=options).flatten(msg)
     except Exception:  # the generator trips over header values the parser let through
-        return _payload(msg, body.big) if not msg.is_multipart() else b""
+        return payload(msg, body.big) if not msg.is_multipart() else b""
     return out.getvalue()
-
-
-def _leaf_text(part: Message) -> str:
-    """A leaf's payload as parsed (8-bit bytes as surrogates), "" if it cannot be had."""
-    try:
-        payload = part.get_payload()
-    except Exception:  # the declared charset's codec raised (see _subparts)
-        return ""
-    return payload if isinstance(payload, str) else ""
 
 
 def _content_type(part: Message) -> str:
@@ -325,54 +313,13 @@ def _sanitise(filename: str) -> str:
     return name
 
 
-def _payload(part: Message, big: BigRuns) -> bytes:
-    """The decoded content (base64, quoted-printable, uuencode); the raw bytes if the
-    transfer encoding cannot be applied."""
-    special = _decode_specially(part, big)
-    if special is not None:
-        return special
-    big.restore(part)  # the stdlib reads the payload itself
-    try:
-        data = part.get_payload(decode=True)
-    except Exception:  # a Content-Transfer-Encoding header the policy cannot parse
-        data = None
-    if isinstance(data, bytes):
-        return data
-    return _leaf_text(part).encode("utf-8", "surrogateescape")
-
-
-def _decode_specially(part: Message, big: BigRuns) -> bytes | None:
-    """Two cases the stdlib path handles badly, else None. A large base64 part: the stdlib
-    makes three more copies of it (bytes, lines, joined); one the parser never saw (a big
-    run) is decoded straight from the mail's bytes. Quoted-printable with CR-only line
-    ends (old Mac mail): ``a2b_qp`` stops at the first ``=\\r`` soft line break, so make the
-    line ends CRLF first (RFC 2045 6.7)."""
-    cte = mh.Headers(part).first_raw("content-transfer-encoding").lower()
-    if cte not in ("base64", "quoted-printable"):
-        return None
-    run = big.run(part) if cte == "base64" else None
-    if run is not None:
-        with suppress(binascii.Error):  # bad padding: decoded below, as the stdlib would
-            return binascii.a2b_base64(run)
-    big.restore(part)
-    text = _leaf_text(part)
-    try:
-        if cte == "base64" and len(text) >= _BIG_PAYLOAD:
-            return binascii.a2b_base64(text)
-        if cte == "quoted-printable" and _LONE_CR.search(text):
-            return binascii.a2b_qp(_LONE_CR.sub("\r\n", text).encode("utf-8", "surrogateescape"))
-    except (binascii.Error, ValueError):  # 8-bit junk or bad padding: the stdlib copes
-        return None
-    return None
-
-
 def _text(part: Message, big: BigRuns) -> str:
     """A text part decoded, with LF line ends and no NUL (PostgreSQL text cannot hold it)."""
     try:
         charset = part.get_content_charset()
     except Exception:  # unparsable Content-Type parameters
         charset = None
-    data = _payload(part, big)
+    data = payload(part, big)
     return _LINE_BREAK.sub("\n", mh.decode_bytes(data, charset)).replace("\x00", "")
 
 

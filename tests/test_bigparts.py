@@ -1,7 +1,8 @@
-"""Big base64 runs kept out of the parser (``bigparts``) change nothing that ``parse`` returns.
+"""Big runs kept out of the parser (``bigparts``: base64 runs and text blocks) change
+nothing that ``parse`` returns.
 
 Each mail is parsed twice with the same threshold for the stdlib's big-base64 path
-(``parse._BIG_PAYLOAD``): once with runs elided from ``RUN`` bytes, once with elision off.
+(``payloads.BIG_PAYLOAD``): once with runs elided from ``RUN`` bytes, once with elision off.
 The two ``Incoming`` values (raw bytes, texts, attachments and their bytes, defects) must be
 equal, whatever the shape: runs in bodies, preambles, epilogues, enclosed messages and
 delivery reports, runs that are not base64 at all, bad padding, odd line ends.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import quopri
 
 import pytest
 
-from mailtracker import bigparts
-from mailtracker import parse as parse_module
+from mailtracker import bigparts, payloads
 from mailtracker.bigparts import elide
 from mailtracker.parse import parse
 from mailtracker.values import Incoming
@@ -30,7 +31,7 @@ def b64(data: bytes = DATA, eol: bytes = b"\r\n") -> bytes:
 
 
 def parsed(raw: bytes, monkeypatch: pytest.MonkeyPatch, elided: bool) -> Incoming:
-    monkeypatch.setattr(parse_module, "_BIG_PAYLOAD", RUN)
+    monkeypatch.setattr(payloads, "BIG_PAYLOAD", RUN)
     monkeypatch.setattr(bigparts, "BIG_RUN", RUN if elided else 1 << 62)
     return parse(raw)
 
@@ -129,7 +130,7 @@ def test_an_enclosed_message_keeps_its_bytes(monkeypatch: pytest.MonkeyPatch) ->
     ("blocks", "runs"),
     [
         (b64() + b"\r\n", 1),
-        (b64() + b"\r\n" + b64() + b"\r\n", 0),  # an empty line inside: left to the parser
+        (b64() + b"\r\n" + b64() + b"\r\n", 2),  # an empty line inside: two text blocks
     ],
     ids=["one-run", "empty-line-inside"],
 )
@@ -163,6 +164,57 @@ def test_other_shapes_parse_as_before(monkeypatch: pytest.MonkeyPatch, raw: byte
     both_ways(raw, monkeypatch, runs=runs)
 
 
+LOG = b"".join(
+    b"2026-11-25 12:00:%02d k\xe4se worker %d: retry=%d\r\n" % (i % 60, i, i) for i in range(600)
+)
+
+
+@pytest.mark.parametrize(
+    ("cte", "body"),
+    [
+        (b"8bit", LOG),
+        (b"7bit", LOG.replace(b"\xe4", b"a")),
+        (
+            b"quoted-printable",
+            quopri.encodestring(LOG.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n"),
+        ),
+        (
+            b"quoted-printable",
+            quopri.encodestring(LOG.replace(b"\r\n", b"\n")).replace(b"\n", b"\r"),
+        ),
+    ],
+    ids=["8bit", "7bit", "qp", "qp-cr-only"],
+)
+def test_a_text_attachment_is_taken_from_the_mail(
+    monkeypatch: pytest.MonkeyPatch, cte: bytes, body: bytes
+) -> None:
+    """A log file attached whole: one text block, its bytes decoded as the stdlib would."""
+    attached = (
+        b"--b\r\nContent-Type: text/plain; charset=iso-8859-1; name=worker.log\r\n"
+        b"Content-Disposition: attachment; filename=worker.log\r\n"
+        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n"
+    )
+    raw = MIXED + TEXT + attached + body + b"\r\n--b--\r\n"
+    mail = both_ways(raw, monkeypatch, runs=1)
+    assert mail.attachments[0].filename == "worker.log"
+    assert b"worker 599: retry=599" in mail.attachments[0].data
+
+
+def test_a_long_8bit_body_is_read_from_the_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n" + LOG + b"\r\n"
+    mail = both_ways(MIXED + body + b"--b--\r\n", monkeypatch, runs=1)
+    assert mail.text.startswith("2026-11-25 12:00:00 käse worker 0: retry=0\n")
+
+
+def test_an_enclosed_message_keeps_its_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the empty line that ends a message/rfc822 part's headers come the enclosed
+    message's own: a block whose first line looks like a header is never elided."""
+    inner = b"From: bob@example.org\r\nSubject: the log\r\n" + LOG + b"\r\n" + LOG
+    raw = MIXED + TEXT + b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n"
+    mail = both_ways(raw, monkeypatch, runs=1)  # the enclosed body, not its header block
+    assert mail.attachments[0].filename == "the log.eml"
+
+
 def test_tokens_cannot_be_forged() -> None:
     raw = MIXED + TEXT + ATTACHED + BASE64 + b64(DATA * 120) + b"--b--\r\n"
     first, second = elide(raw)[1], elide(raw)[1]
@@ -183,13 +235,13 @@ def corpus_mails() -> list[bytes]:
 
 def test_real_mail_parses_the_same_with_runs_elided(monkeypatch: pytest.MonkeyPatch) -> None:
     """The corpus's mails (malformed MIME, bounces, client replies), with runs elided from
-    120 bytes, so that every one with some base64 has a run (88 of them): not one parses
-    differently."""
+    120 bytes, so that every one with some base64 or a paragraph that long has a run
+    (571 of them, 535 with text blocks): not one parses differently."""
     monkeypatch.setattr(bigparts, "BIG_RUN", 120)
     mails = [raw for raw in corpus_mails() if elide(raw)[1].spans]
-    assert len(mails) > 80  # the oracle must cover real shapes, not a handful
+    assert len(mails) > 500  # the oracle must cover real shapes, not a handful
     for raw in mails:
-        monkeypatch.setattr(parse_module, "_BIG_PAYLOAD", 120)
+        monkeypatch.setattr(payloads, "BIG_PAYLOAD", 120)
         monkeypatch.setattr(bigparts, "BIG_RUN", 1 << 62)
         try:
             plain: Incoming | Exception = parse(raw)

@@ -16,6 +16,7 @@ DKIM check never reaches for DNS.
 from __future__ import annotations
 
 import base64
+import quopri
 import random
 from dataclasses import dataclass
 
@@ -199,6 +200,39 @@ def plain_mail(tag: str, body: str = "A comment.\n", extra: list[str] | None = N
     sender = f"user1@{DOMAIN}"
     headers = _headers(sender, f"note {tag}", f"{tag}@{DOMAIN}", extra or [])
     return Mail(sender, TRACKER, _plain(headers, body), "plain")
+
+
+def big_log_mail(size: int, tag: str = "biglog") -> Mail:
+    """A mail of about ``size`` bytes, nearly all of it a log file attached as
+    quoted-printable text (as Thunderbird attaches text files with long or 8-bit lines)."""
+    sender = f"user2@{DOMAIN}"
+    headers = _headers(sender, "the worker's log", f"{tag}@{DOMAIN}", [])
+    rng = random.Random(5)
+    words = ["retry", "timeout", "connection", "queue", "Grüße", "naïve", "0x7f3a", "ok"]
+    lines, total = [], 0
+    while total < size - 2_000:
+        line = f"2026-11-25 12:{len(lines) % 60:02d} " + " ".join(rng.choices(words, k=14))
+        lines.append(line)
+        total += len(line.encode()) + 1
+    encoded = quopri.encodestring("\n".join(lines).encode())
+    keep = int(len(lines) * (size - 2_000) / (len(encoded) + encoded.count(b"\n")))
+    log = quopri.encodestring("\n".join(lines[:keep]).encode()).decode().replace("\n", "\r\n")
+    boundary = "=-bench-boundary-="
+    parts = [
+        "\r\n".join([*headers, f'Content-Type: multipart/mixed; boundary="{boundary}"']),
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "The log of last night's run.\r\n" + f"--{boundary}",
+        'Content-Type: text/plain; charset=utf-8; name="worker.log"',
+        'Content-Disposition: attachment; filename="worker.log"',
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        log + f"\r\n--{boundary}--",
+        "",
+    ]
+    return Mail(sender, TRACKER, "\r\n".join(parts).encode(), "big")
 
 
 def big_mail(size: int, tag: str = "big") -> Mail:

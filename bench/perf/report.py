@@ -142,24 +142,32 @@ def _fanout_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _unless_accepted(reply: dict[str, int]) -> str:
+    """A note when the big mail was not taken (a peak for a refusal measures nothing)."""
+    codes = [code for code in reply if not code.startswith(("250", "exit 0"))]
+    return f", but answered {', '.join(codes)}" if codes else ""
+
+
 def _memory_rows(data: dict[str, Any]) -> list[Row]:
-    size = data["mail_bytes"] / 1e6
     out = []
     names = {
         "serve": "serve",
         "held": "serve, held for a moderator",
+        "log": "serve, a quoted-printable log, not base64",
         "ingest": "ingest",
         "ceiling": "the null server",
     }
     for how, name in names.items():
-        if how not in data:  # a JSON file from before the held case was measured
+        if how not in data:  # a JSON file from before this case was measured
             continue
         f = data[how]
+        size = f.get("mail_bytes", data["mail_bytes"]) / 1e6
         target = how != "ceiling"
         out.append(
             _row(
                 f"memory, {size:.0f} MB mail via {name}",
-                f"peak {f['peak_rss_mb']:.0f} MB (from {f['rss_before_mb']:.0f} MB)",
+                f"peak {f['peak_rss_mb']:.0f} MB (from {f['rss_before_mb']:.0f} MB)"
+                + _unless_accepted(f["reply"]),
                 "mail size",
                 f"{f['multiple_of_mail']:.2f}×",
                 "≤ 3×" if target else "",

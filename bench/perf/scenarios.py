@@ -288,10 +288,16 @@ def memory(settings: Settings) -> Figures:
     url = f"sqlite:///{workdir / 'held' / 'tracker.db'}"
     folder = _prepared_db("held", workdir, url)
     server = servers.serve("memory-held", folder, url, unknown_senders="moderate")
+    held = _server_memory(server, big, "small-3")
+    log = mix.big_log_mail(settings.mail_size)
+    url = f"sqlite:///{workdir / 'log' / 'tracker.db'}"
+    folder = _prepared_db("log", workdir, url)
+    text = _server_memory(servers.serve("memory-log", folder, url), log, "small-4")
     return {
         "mail_bytes": len(big.data),
         "serve": smtp,
-        "held": _server_memory(server, big, "small-3"),
+        "held": held,
+        "log": {**text, "mail_bytes": len(log.data)},
         "ingest": _pipe_memory(workdir, big),
         "ceiling": _null_memory(workdir, big),
     }
