@@ -11,7 +11,9 @@ should send each one once:
   transaction, fenced on ``attempts`` so a worker whose lease ran out cannot overwrite the
   row another worker claimed since.
 - A worker that dies mid-batch leaves its rows claimed; after the lease they are claimed
-  again and sent with the same bytes, hence the same Message-ID, so receivers dedupe.
+  again and sent with the same bytes, hence the same Message-ID, so receivers dedupe. A
+  claim names its worker (``claims.py``), so a worker starting on the same host takes
+  back the claims of a dead one at once.
 
 Transports (smarthost, Maildir) live in ``transport.py``.
 """
@@ -23,6 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -31,6 +34,7 @@ from typing import Any
 from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 
+from mailtracker import claims as claims_module
 from mailtracker.config import Config
 from mailtracker.models import Outbox, utcnow
 from mailtracker.store import Store, table
@@ -138,7 +142,11 @@ def _claim(store: Store, now: datetime, force: bool, limit: int) -> list[_Claim]
         conn = session.connection()  # plain rows: one UPDATE claims them all
         claims = [_Claim(*row) for row in conn.execute(query)]
         if claims:
-            lease = {"attempts": _OUTBOX.c.attempts + 1, "next_attempt_at": now + LEASE}
+            lease = {
+                "attempts": _OUTBOX.c.attempts + 1,
+                "next_attempt_at": now + LEASE,
+                "claimed_by": claims_module.owner(),
+            }
             ids = [claim.id for claim in claims]
             conn.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(lease))
     return [replace(claim, attempts=claim.attempts + 1) for claim in claims]
@@ -204,7 +212,9 @@ def _record(
     with store.write() as session:
         conn = session.connection()  # plain UPDATEs: no ORM objects to keep in step
         owned = [
-            conn.execute(_outcome_update(frozenset(values)), _fence(claim) | values).first()
+            conn.execute(
+                _outcome_update(frozenset(values) | {"claimed_by"}), _fence(claim) | values
+            ).first()
             for claim, _, values in outcomes
         ]
     for (claim, kind, values), mine in zip(outcomes, owned, strict=True):
@@ -238,13 +248,18 @@ def _release(store: Store, claims: Sequence[_Claim], now: datetime) -> int:
     """Hand back rows claimed but not tried: due at once, the claim not counted."""
     with store.write() as session:
         for claim in claims:
-            session.execute(_fenced(claim).values(attempts=claim.attempts - 1, next_attempt_at=now))
+            session.execute(
+                _fenced(claim).values(
+                    attempts=claim.attempts - 1, next_attempt_at=now, claimed_by=None
+                )
+            )
     log.info("outbox: handed back %d claimed mails", len(claims))
     return len(claims)
 
 
 def _fence(claim: _Claim) -> dict[str, Any]:
-    return {"claim_id": claim.id, "claim_attempts": claim.attempts}
+    """The claim's row, and the lease given up with the outcome."""
+    return {"claim_id": claim.id, "claim_attempts": claim.attempts, "claimed_by": None}
 
 
 @cache
@@ -291,6 +306,8 @@ async def run_worker(
 ) -> None:
     """Deliver whenever ``wake`` is set, or every ``poll_seconds``, until ``stop`` is set."""
     log.info("outbox: delivery worker started")
+    with suppress(DBAPIError):  # the database is down: the leases still run out
+        await asyncio.to_thread(claims_module.release_gone, store)
     problem = ""
     while not stop.is_set():
         wake.clear()

@@ -382,3 +382,5 @@ class Outbox(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The worker holding the row's lease, ``HOST:PID:START`` (``claims.py``); None when free.
+    claimed_by: Mapped[str | None] = mapped_column(String(300), nullable=True)
