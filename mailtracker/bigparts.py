@@ -28,6 +28,7 @@ treats exactly as it would have treated the run's lines, so it sees the same str
 
 from __future__ import annotations
 
+import bisect
 import re
 import secrets
 from email.message import Message
@@ -43,9 +44,6 @@ _STRETCH = re.compile(rb"(?m)^[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]*")
 # in bytes, one of these pairs.
 _EMPTY_LINES = (b"\n\n", b"\n\r", b"\r\r")
 _LINE_ENDS = b"\r\n"
-# Two line ends in a row; a CR followed by LF is one line end, never two.
-_EMPTY_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?=\r\n|\n|\r)")
-_DASH_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))-")
 # The stdlib feedparser's test for a header line (``email.feedparser.headerRE``).
 _HEADER_LIKE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
 
@@ -175,12 +173,13 @@ def _with_text_blocks(raw: bytes, base64: list[tuple[int, int]]) -> list[tuple[i
 
 def _text_blocks(raw: bytes) -> list[tuple[int, int]]:
     """Text blocks at least BIG_RUN long (see the module's docstring); each ends where its
-    last line's line end begins."""
-    ends = [found.start() for found in _EMPTY_LINE.finditer(raw)]  # a line followed by an empty one
+    last line's line end begins. Found with ``bytes.find``: a regex over 25 MB took 0.3 s."""
+    pairs = _empty_line_pairs(raw)
     blocks = []
-    for index, line_end in enumerate(ends):
-        start = _after_empty_line(raw, line_end)
-        limit = ends[index + 1] if index + 1 < len(ends) else len(raw)
+    for index, pair in enumerate(pairs):
+        start = _after(raw, pair + 1)  # past the empty line's own line end
+        later = bisect.bisect_left(pairs, start, index + 1)
+        limit = _line_end_before(raw, pairs[later]) if later < len(pairs) else len(raw)
         if limit - start < BIG_RUN or raw[start : start + 1] in (b"-", b"\r", b"\n", b""):
             continue
         if _HEADER_LIKE.match(raw, start):
@@ -191,18 +190,36 @@ def _text_blocks(raw: bytes) -> list[tuple[int, int]]:
     return blocks
 
 
-def _after_empty_line(raw: bytes, line_end: int) -> int:
-    """Where the line after the empty line begins: past the line end at ``line_end`` and
-    the empty line's own."""
-    position = line_end + (2 if raw.startswith(b"\r\n", line_end) else 1)
-    return position + (2 if raw.startswith(b"\r\n", position) else 1)
+def _empty_line_pairs(raw: bytes) -> list[int]:
+    """Where two line ends meet: each position holds the last byte of a line end that the
+    next byte begins another after (``_EMPTY_LINES``), in order."""
+    found = set()
+    for pair in _EMPTY_LINES:
+        at = raw.find(pair)
+        while at >= 0:
+            found.add(at)
+            at = raw.find(pair, at + 1)
+    return sorted(found)
+
+
+def _after(raw: bytes, line_end: int) -> int:
+    """The position after the line end that begins at ``line_end``."""
+    return line_end + (2 if raw.startswith(b"\r\n", line_end) else 1)
+
+
+def _line_end_before(raw: bytes, pair: int) -> int:
+    """Where the line end whose last byte is at ``pair`` begins (a CRLF one byte earlier)."""
+    return pair - 1 if raw[pair] == 0x0A and pair and raw[pair - 1] == 0x0D else pair
 
 
 def _block_end(raw: bytes, start: int, limit: int) -> int:
     """Where the block's last line ends: at ``limit`` (the line end before the next empty
     line, or the end of the mail) or before the first line that begins with a dash."""
-    dash = _DASH_LINE.search(raw, start, limit)
-    end = dash.start() if dash is not None else limit
+    end = limit
+    for mark in (b"\n-", b"\r-"):
+        at = raw.find(mark, start, end)
+        if at >= 0:
+            end = at
     while end > start and raw[end - 1] in _LINE_ENDS:
         end -= 1
     return end
