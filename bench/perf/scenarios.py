@@ -356,9 +356,9 @@ def _ingest_rss(config: Path, mail: mix.Mail) -> tuple[int, int]:
     return int(peak), int(code)
 
 
-def _ingest_argv(config: Path, mail: mix.Mail) -> list[str]:
+def _ingest_argv(config: Path, mail: mix.Mail, command: str = servers.MAILTRACKER) -> list[str]:
     return [
-        servers.MAILTRACKER,
+        command,
         "ingest",
         "-c",
         str(config),
@@ -373,27 +373,29 @@ def pipe(settings: Settings) -> Figures:
     """``mailtracker ingest`` once per mail, as Postfix's pipe(8) runs it: one at a time,
     and two at a time (an MTA delivers in parallel; the machine has two cores). Twice:
     alone (no gateway running: each process runs the pipeline), and with ``serve``
-    running with an LMTP socket in the same configuration, to which ``ingest`` hands over."""
+    running with an LMTP socket in the same configuration, to which ``ingest`` hands over.
+    ``ingest`` runs as a regular install has it (``servers.plain_install``)."""
+    command = servers.plain_install(settings.workdir)
     url = f"sqlite:///{settings.workdir / 'pipe' / 'tracker.db'}"
     folder = _prepared_db("pipe", settings.workdir, url)
     config = folder / "mailtracker.toml"
     _warm_in_process(config)
-    figures: Figures = {"alone": _pipe_rounds(config, settings.pipe_mails, "alone")}
+    figures: Figures = {"alone": _pipe_rounds(config, settings.pipe_mails, "alone", command)}
     socket = folder / "lmtp.sock"
     server = servers.serve("pipe-gateway", folder, url, lmtp=str(socket))
     try:
-        figures["handed_over"] = _pipe_rounds(config, settings.pipe_mails, "handed")
+        figures["handed_over"] = _pipe_rounds(config, settings.pipe_mails, "handed", command)
     finally:
         server.stop()
     return figures
 
 
-def _pipe_rounds(config: Path, count: int, name: str) -> Figures:
+def _pipe_rounds(config: Path, count: int, name: str, command: str) -> Figures:
     figures: Figures = {}
     for parallel in (1, 2):
         mails = mix.measured_mails(f"pipe-{name}-{parallel}", count)
         began = time.perf_counter()
-        codes = _ingest_all(config, mails, parallel)
+        codes = _ingest_all(config, mails, parallel, command)
         seconds = time.perf_counter() - began
         figures[f"{parallel}_at_a_time"] = {
             "mails_per_s": round(len(mails) / seconds, 2),
@@ -415,7 +417,7 @@ def _warm_in_process(config: Path) -> None:
     store.close()
 
 
-def _ingest_all(config: Path, mails: list[mix.Mail], parallel: int) -> dict[str, int]:
+def _ingest_all(config: Path, mails: list[mix.Mail], parallel: int, command: str) -> dict[str, int]:
     codes: dict[str, int] = {}
     pending = list(mails)
     while pending:
@@ -423,7 +425,9 @@ def _ingest_all(config: Path, mails: list[mix.Mail], parallel: int) -> dict[str,
         procs = []
         for mail in batch:
             proc = subprocess.Popen(
-                _ingest_argv(config, mail), stdin=subprocess.PIPE, stderr=subprocess.DEVNULL
+                _ingest_argv(config, mail, command),
+                stdin=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
             )
             procs.append((proc, mail))
         for proc, mail in procs:

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
+import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -38,6 +40,31 @@ MAILTRACKER = str(Path(PYTHON).with_name("mailtracker"))
 PG_ADMIN = os.environ.get(
     "MAILTRACKER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+def plain_install(workdir: Path) -> str:
+    """A ``mailtracker`` command as a regular install has it, for pipe mode.
+
+    The bench runs from a development venv, where ``pip install -e`` (setuptools' default
+    editable mode) adds an import hook that every Python process of the venv loads at
+    start: 5 to 15 ms of each ``ingest``, which no deployment following
+    docs/deployment.md pays (it installs in ``strict`` mode: a static path, no hook). So:
+    a venv whose only ``.pth`` names this source tree and the development venv's packages,
+    and a console script like pip's."""
+    home = workdir / "plain-venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(home)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    paths = [str(HERE.parents[1]), sysconfig.get_paths()["purelib"]]
+    (home / "lib" / version / "site-packages" / "mailtracker-bench.pth").write_text(
+        "\n".join(paths) + "\n"
+    )
+    script = home / "bin" / "mailtracker"
+    script.write_text(
+        f"#!{home / 'bin' / 'python'}\nimport sys\nfrom mailtracker.cli import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return str(script)
 
 
 def free_port() -> int:
