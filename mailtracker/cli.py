@@ -82,7 +82,7 @@ def ingest_arguments(words: list[str]) -> IngestArgs:
     parser, sub, common = _top_parser()
     _ingest_parser(sub, common)
     args = _parse(parser, words)
-    return IngestArgs(args.config, args.recipient, args.sender, args.verbose)
+    return IngestArgs(args.config, args.recipient, args.sender, args.verbose, args.lmtp)
 
 
 def log_to_stderr(verbose: bool) -> None:
@@ -144,6 +144,12 @@ def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     ingest = sub.add_parser("ingest", parents=[common], help=text, description=text)
     ingest.add_argument("--recipient", action="append", default=[], metavar="ADDR")
     ingest.add_argument("--sender", metavar="ADDR", help="envelope sender (MAIL FROM)")
+    ingest.add_argument(
+        "--lmtp",
+        metavar="ADDRESS",
+        help="the running gateway's [lmtp] listen (socket path or HOST:PORT): hand the mail "
+        "to it without reading the configuration file",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

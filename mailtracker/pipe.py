@@ -34,9 +34,10 @@ _REPLY_MARGIN = 10
 
 
 class IngestArgs:
-    """``ingest``'s command line: ``-c FILE``, ``--recipient`` (repeated), ``--sender``, ``-v``."""
+    """``ingest``'s command line: ``-c FILE``, ``--recipient`` (repeated), ``--sender``,
+    ``--lmtp ADDRESS`` (the gateway's, so the file need not be read), ``-v``."""
 
-    __slots__ = ("config", "recipients", "sender", "verbose")
+    __slots__ = ("config", "lmtp", "recipients", "sender", "verbose")
 
     def __init__(
         self,
@@ -44,11 +45,13 @@ class IngestArgs:
         recipients: Sequence[str] = (),
         sender: str | None = None,
         verbose: bool = False,
+        lmtp: str | None = None,
     ) -> None:
         self.config = config
         self.recipients = list(recipients)
         self.sender = sender
         self.verbose = verbose
+        self.lmtp = lmtp
 
 
 def run_ingest(words: list[str]) -> int:
@@ -65,7 +68,7 @@ def run_ingest(words: list[str]) -> int:
 
         log_to_stderr(True)
     mail_from = envelope_sender(raw, args.sender)
-    verdict = to_gateway(args.config, raw, args.recipients, mail_from)
+    verdict = to_gateway(args.config, raw, args.recipients, mail_from, args.lmtp)
     return verdict if verdict is not None else _here(args, raw, mail_from)
 
 
@@ -84,12 +87,19 @@ def _here(args: IngestArgs, raw: bytes, mail_from: str) -> int:
     return ingest(config, raw, args.recipients, mail_from)
 
 
-_VALUED = {"-c": "config", "--config": "config", "--recipient": "recipients", "--sender": "sender"}
+_VALUED = {
+    "-c": "config",
+    "--config": "config",
+    "--recipient": "recipients",
+    "--sender": "sender",
+    "--lmtp": "lmtp",
+}
 
 
 def _read_args(words: list[str]) -> IngestArgs | None:
     """The forms an MTA's command line uses (``-c FILE``, ``--config[=]FILE``,
-    ``--recipient[=]ADDR``, ``--sender[=]ADDR``, ``-v``), without importing argparse (8 ms
+    ``--recipient[=]ADDR``, ``--sender[=]ADDR``, ``--lmtp[=]ADDRESS``, ``-v``), without
+    importing argparse (8 ms
     with what it loads); ``None`` for anything else, which argparse then reads."""
     args, rest, command_seen = IngestArgs(), iter(words), False
     for word in rest:
@@ -112,15 +122,27 @@ def _read_args(words: list[str]) -> IngestArgs | None:
 
 
 def to_gateway(
-    config_file: str | None, raw: bytes, recipients: Sequence[str], mail_from: str
+    config_file: str | None,
+    raw: bytes,
+    recipients: Sequence[str],
+    mail_from: str,
+    lmtp: str | None = None,
 ) -> int | None:
     """The exit code from the running gateway, or ``None``: no gateway, run it here.
 
-    Reads only ``[lmtp] listen``, ``[smtp] command_timeout`` and the first tracker's address
-    from the file; the gateway that answers checked the whole file when it started, and a
+    With ``lmtp`` (``--lmtp``) and recipients given, the file is not read at all. Else
+    only ``[lmtp] listen``, ``[smtp] command_timeout`` and the first tracker's address are
+    read from it; the gateway that answers checked the whole file when it started, and a
     fallback to this process checks it again.
     """
-    found = _gateway_settings(config_file)
+    if lmtp and recipients:
+        found: tuple[str, float, str] | None = (
+            resolve_socket(lmtp, os.getcwd()),
+            DEFAULT_COMMAND_TIMEOUT + _REPLY_MARGIN,
+            "",
+        )
+    else:
+        found = _gateway_settings(config_file)
     if found is None:
         return None
     listen, timeout, first_address = found

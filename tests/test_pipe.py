@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = (
     "import sys; from mailtracker.cli import main; code = main(sys.argv[1:]); "
     "heavy = ('sqlalchemy', 'mailtracker.config', 'logging', 'dkim', 'smtplib', 'argparse', "
-    "'dataclasses'); "
+    "'dataclasses', 'tomllib'); "
     "print(' '.join(m for m in heavy if m in sys.modules)); sys.exit(code)"
 )
 
@@ -86,7 +86,32 @@ def test_handed_over_mail_is_stored_without_loading_the_pipeline(
     with running_gateway(gateway_config):
         done = ingest(piped_config, NEW, "--recipient", "bugs@example.org", probe=True)
     assert (done.returncode, done.stderr.decode()) == (0, "")
-    assert done.stdout.split() == []  # none of the heavy modules
+    assert done.stdout.split() == [b"tomllib"]  # to read the file; none of the heavy modules
+    assert issues(gateway_config) == 1
+
+
+def test_told_the_gateway_it_never_reads_the_file(
+    gateway_config: Config, tmp_path: Path, socket_path: Path
+) -> None:
+    """``--lmtp``: the address comes from the command line, so the file is not even parsed
+    (here it is not TOML at all); a fallback would have to read it, and would fail."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text("this is [not toml\n")
+    with running_gateway(gateway_config):
+        lmtp = f"--lmtp={socket_path}"
+        done = ingest(broken, NEW, lmtp, "--recipient", "bugs@example.org", probe=True)
+    assert (done.returncode, done.stderr.decode()) == (0, "")
+    assert done.stdout.split() == []  # not even tomllib
+    assert issues(gateway_config) == 1
+
+
+def test_told_a_gateway_that_is_not_there_it_runs_here(
+    gateway_config: Config, piped_config: Path, tmp_path: Path
+) -> None:
+    nowhere = f"--lmtp={tmp_path / 'nobody.sock'}"
+    done = ingest(piped_config, NEW, nowhere, "--recipient", "bugs@example.org", probe=True)
+    assert done.returncode == 0, done.stderr
+    assert b"sqlalchemy" in done.stdout.split()
     assert issues(gateway_config) == 1
 
 
@@ -233,6 +258,8 @@ def test_unsigned_mail_never_loads_dkimpy(config_file: Path) -> None:
         ["ingest", "-c", "/etc/m.toml", "--sender=a@x", "--recipient=bugs@x", "--recipient=b@x"],
         ["-c", "/etc/m.toml", "ingest", "--sender", "", "--recipient", "bugs+1@x"],
         ["ingest", "--config=/etc/m.toml", "-v"],
+        ["ingest", "--lmtp", "/run/mailtracker/lmtp.sock", "--recipient=bugs@x"],
+        ["ingest", "--lmtp=127.0.0.1:8024", "--recipient", "bugs@x", "-c", "/etc/m.toml"],
         ["ingest"],
     ],
 )
@@ -240,7 +267,7 @@ def test_the_quick_reading_agrees_with_argparse(words: list[str]) -> None:
     quick = _read_args(words)
     assert quick is not None
     full = ingest_arguments(words)
-    seen = [(a.config, a.recipients, a.sender, a.verbose) for a in (quick, full)]
+    seen = [(a.config, a.recipients, a.sender, a.verbose, a.lmtp) for a in (quick, full)]
     assert seen[0] == seen[1]
 
 
