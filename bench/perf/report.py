@@ -179,7 +179,14 @@ def _memory_rows(data: dict[str, Any]) -> list[Row]:
 
 def _pipe_rows(data: dict[str, Any]) -> list[Row]:
     out = []
-    for mode, label in (("handed_over", "to the running gateway"), ("alone", "alone")):
+    modes = (
+        ("handed_over", "to the running gateway, --lmtp"),
+        ("handed_over_reading_file", "to the running gateway, found in the file"),
+        ("alone", "alone"),
+    )
+    for mode, label in modes:
+        if mode not in data:  # a JSON file from before this mode was measured
+            continue
         for parallel in (1, 2):
             f = data[mode][f"{parallel}_at_a_time"]
             target = mode == "handed_over" and parallel == 2

@@ -356,25 +356,22 @@ def _ingest_rss(config: Path, mail: mix.Mail) -> tuple[int, int]:
     return int(peak), int(code)
 
 
-def _ingest_argv(config: Path, mail: mix.Mail, command: str = servers.MAILTRACKER) -> list[str]:
-    return [
-        command,
-        "ingest",
-        "-c",
-        str(config),
-        "--recipient",
-        mail.rcpt,
-        "--sender",
-        mail.sender,
-    ]
+def _ingest_argv(
+    config: Path, mail: mix.Mail, command: str = servers.MAILTRACKER, lmtp: str = ""
+) -> list[str]:
+    told = [f"--lmtp={lmtp}"] if lmtp else []
+    envelope = ["--recipient", mail.rcpt, "--sender", mail.sender]
+    return [command, "ingest", "-c", str(config), *told, *envelope]
 
 
 def pipe(settings: Settings) -> Figures:
     """``mailtracker ingest`` once per mail, as Postfix's pipe(8) runs it: one at a time,
     and two at a time (an MTA delivers in parallel; the machine has two cores). Twice:
     alone (no gateway running: each process runs the pipeline), and with ``serve``
-    running with an LMTP socket in the same configuration, to which ``ingest`` hands over.
-    ``ingest`` runs as a regular install has it (``servers.plain_install``)."""
+    running with an LMTP socket in the same configuration, to which ``ingest`` hands over,
+    told its address (``--lmtp``, as docs/deployment.md advises) and, for comparison,
+    reading it from the file. ``ingest`` runs as a regular install has it
+    (``servers.plain_install``)."""
     command = servers.plain_install(settings.workdir)
     url = f"sqlite:///{settings.workdir / 'pipe' / 'tracker.db'}"
     folder = _prepared_db("pipe", settings.workdir, url)
@@ -384,18 +381,23 @@ def pipe(settings: Settings) -> Figures:
     socket = folder / "lmtp.sock"
     server = servers.serve("pipe-gateway", folder, url, lmtp=str(socket))
     try:
-        figures["handed_over"] = _pipe_rounds(config, settings.pipe_mails, "handed", command)
+        figures["handed_over"] = _pipe_rounds(
+            config, settings.pipe_mails, "handed", command, str(socket)
+        )
+        figures["handed_over_reading_file"] = _pipe_rounds(
+            config, settings.pipe_mails, "file", command
+        )
     finally:
         server.stop()
     return figures
 
 
-def _pipe_rounds(config: Path, count: int, name: str, command: str) -> Figures:
+def _pipe_rounds(config: Path, count: int, name: str, command: str, lmtp: str = "") -> Figures:
     figures: Figures = {}
     for parallel in (1, 2):
         mails = mix.measured_mails(f"pipe-{name}-{parallel}", count)
         began = time.perf_counter()
-        codes = _ingest_all(config, mails, parallel, command)
+        codes = _ingest_all(config, mails, parallel, command, lmtp)
         seconds = time.perf_counter() - began
         figures[f"{parallel}_at_a_time"] = {
             "mails_per_s": round(len(mails) / seconds, 2),
@@ -417,7 +419,9 @@ def _warm_in_process(config: Path) -> None:
     store.close()
 
 
-def _ingest_all(config: Path, mails: list[mix.Mail], parallel: int, command: str) -> dict[str, int]:
+def _ingest_all(
+    config: Path, mails: list[mix.Mail], parallel: int, command: str, lmtp: str
+) -> dict[str, int]:
     codes: dict[str, int] = {}
     pending = list(mails)
     while pending:
@@ -425,7 +429,7 @@ def _ingest_all(config: Path, mails: list[mix.Mail], parallel: int, command: str
         procs = []
         for mail in batch:
             proc = subprocess.Popen(
-                _ingest_argv(config, mail, command),
+                _ingest_argv(config, mail, command, lmtp),
                 stdin=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
