@@ -91,8 +91,18 @@ def _plain(headers: list[str], body: str) -> bytes:
 
 
 def _with_attachment(headers: list[str], body: str, name: str, payload: bytes) -> bytes:
-    boundary = "=-bench-boundary-="
     encoded = base64.encodebytes(payload).decode().replace("\n", "\r\n")
+    content_type = f'application/octet-stream; name="{name}"'
+    return _multipart(headers, body, (content_type, name, "base64"), encoded)
+
+
+def _multipart(
+    headers: list[str], body: str, attached: tuple[str, str, str], encoded: str
+) -> bytes:
+    """A text part and one attachment: ``attached`` is (its Content-Type, its file name,
+    its transfer encoding), ``encoded`` its body in that encoding, with CRLF line ends."""
+    boundary = "=-bench-boundary-="
+    content_type, name, cte = attached
     parts = [
         "\r\n".join([*headers, f'Content-Type: multipart/mixed; boundary="{boundary}"']),
         "",
@@ -101,9 +111,9 @@ def _with_attachment(headers: list[str], body: str, name: str, payload: bytes) -
         "",
         body.replace("\n", "\r\n"),
         f"--{boundary}",
-        f'Content-Type: application/octet-stream; name="{name}"',
+        f"Content-Type: {content_type}",
         f'Content-Disposition: attachment; filename="{name}"',
-        "Content-Transfer-Encoding: base64",
+        f"Content-Transfer-Encoding: {cte}",
         "",
         encoded + f"--{boundary}--",
         "",
@@ -217,22 +227,9 @@ def big_log_mail(size: int, tag: str = "biglog") -> Mail:
     encoded = quopri.encodestring("\n".join(lines).encode())
     keep = int(len(lines) * (size - 2_000) / (len(encoded) + encoded.count(b"\n")))
     log = quopri.encodestring("\n".join(lines[:keep]).encode()).decode().replace("\n", "\r\n")
-    boundary = "=-bench-boundary-="
-    parts = [
-        "\r\n".join([*headers, f'Content-Type: multipart/mixed; boundary="{boundary}"']),
-        "",
-        f"--{boundary}",
-        "Content-Type: text/plain; charset=utf-8",
-        "",
-        "The log of last night's run.\r\n" + f"--{boundary}",
-        'Content-Type: text/plain; charset=utf-8; name="worker.log"',
-        'Content-Disposition: attachment; filename="worker.log"',
-        "Content-Transfer-Encoding: quoted-printable",
-        "",
-        log + f"\r\n--{boundary}--",
-        "",
-    ]
-    return Mail(sender, TRACKER, "\r\n".join(parts).encode(), "big")
+    attached = ('text/plain; charset=utf-8; name="worker.log"', "worker.log", "quoted-printable")
+    data = _multipart(headers, "The log of last night's run.", attached, log + "\r\n")
+    return Mail(sender, TRACKER, data, "big")
 
 
 def big_mail(size: int, tag: str = "big") -> Mail:
