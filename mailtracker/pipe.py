@@ -99,8 +99,8 @@ _VALUED = {
 def _read_args(words: list[str]) -> IngestArgs | None:
     """The forms an MTA's command line uses (``-c FILE``, ``--config[=]FILE``,
     ``--recipient[=]ADDR``, ``--sender[=]ADDR``, ``--lmtp[=]ADDRESS``, ``-v``), without
-    importing argparse (8 ms
-    with what it loads); ``None`` for anything else, which argparse then reads."""
+    importing argparse (8 ms with what it loads); ``None`` for anything else, which
+    argparse then reads."""
     args, rest, command_seen = IngestArgs(), iter(words), False
     for word in rest:
         name, equals, value = word.partition("=") if word.startswith("--") else (word, "", "")
