@@ -23,7 +23,7 @@ from mailtracker.commands import help_properties
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.errors import Duplicate, NotPermitted, Rejected
 from mailtracker.models import ControlMail, HeldMail, User
-from mailtracker.notify import queue_reply
+from mailtracker.replies import queue_reply
 from mailtracker.templating import mail_environment
 from mailtracker.values import Envelope, Incoming, Sender
 

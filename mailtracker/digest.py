@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from mailtracker import store as queries
 from mailtracker.config import Config, TrackerConfig
 from mailtracker.models import DigestRun, Issue, JournalEntry, Message, Subscription
-from mailtracker.notify import queue_reply
+from mailtracker.replies import queue_reply
 from mailtracker.store import Store
 from mailtracker.templating import mail_environment
 

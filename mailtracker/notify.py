@@ -37,8 +37,8 @@ __all__ = [
     "Notice",
     "OutgoingMail",
     "queue_notifications",
-    "queue_reply",
     "render",
+    "transfer_encoding",
     "verp_address",
     "verp_token",
 ]
@@ -118,7 +118,7 @@ def _shared_part(notice: Notice, reason: str) -> bytes:
     ):
         _put(msg, name, value)
     body = _body(notice, reason)
-    msg.set_content(body, charset="utf-8", cte=_cte(body))
+    msg.set_content(body, charset="utf-8", cte=transfer_encoding(body))
     for part in _attached(notice.attachments):
         maintype, _, subtype = part.content_type.partition("/")
         msg.add_attachment(
@@ -144,7 +144,8 @@ def _put(msg: EmailMessage, name: str, value: str) -> None:
         msg[name] = value
 
 
-def _cte(text: str) -> str:
+def transfer_encoding(text: str) -> str:
+    """7bit for ASCII text, else quoted-printable (readable where it is mostly ASCII)."""
     return "7bit" if text.isascii() else "quoted-printable"
 
 
@@ -232,71 +233,6 @@ def verp_token() -> str:
 
 def verp_address(tracker: TrackerConfig, token: str) -> str:
     return f"{tracker.local_part}-bounces+{token}@{tracker.domain}"
-
-
-def queue_reply(
-    session: Session,
-    tracker: TrackerConfig,
-    hostname: str,
-    recipient: str,
-    subject: str,
-    body: str,
-    *,
-    in_reply_to: str = "",
-    reply_to: str = "",
-) -> str:
-    """Queue one mail from the tracker itself (help, moderation, subscription); returns its
-    Message-ID. ``reply_to`` is the address a reply should go to (a confirmation's).
-
-    A response to a sender's mail (``in_reply_to``) goes out with a null envelope sender
-    and ``Auto-Submitted: auto-replied`` (RFC 3834 §3.3, §5), so it can never start a
-    loop; other mail from the tracker gets a VERP envelope sender like a notification.
-    """
-    now = utcnow()
-    message_id = f"mt.{secrets.token_hex(10)}.{tracker.name}@{hostname}"
-    raw = _reply_message(tracker, recipient, subject, body, message_id, in_reply_to, now)
-    if reply_to:
-        raw = _SMTP.fold_binary("Reply-To", f"<{reply_to}>") + raw
-    token = None if in_reply_to else verp_token()
-    row = store.tracker_row(session, tracker.name)
-    session.add(
-        Outbox(
-            tracker_id=row.id,
-            message_id=message_id,
-            recipient=recipient,
-            raw=raw,
-            envelope_from=verp_address(tracker, token) if token else "",
-            verp_token=token,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    session.flush()
-    return message_id
-
-
-def _reply_message(
-    tracker: TrackerConfig,
-    recipient: str,
-    subject: str,
-    body: str,
-    message_id: str,
-    in_reply_to: str,
-    now: datetime,
-) -> bytes:
-    msg = EmailMessage(policy=_SMTP)
-    msg["From"] = Address(tracker.title, addr_spec=tracker.address)
-    msg["To"] = recipient
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(now.replace(tzinfo=UTC))
-    msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-        msg["References"] = f"<{in_reply_to}>"
-    msg["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
-    msg[LOOP_HEADER] = tracker.address
-    msg.set_content(body, charset="utf-8", cte=_cte(body))
-    return msg.as_bytes(policy=_SMTP)
 
 
 def queue_notifications(

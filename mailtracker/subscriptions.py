@@ -28,7 +28,7 @@ from mailtracker.config import Config, TrackerConfig
 from mailtracker.control import Result, record_once
 from mailtracker.errors import NotPermitted, Rejected
 from mailtracker.models import Nosy, Subscription, SubscriptionRequest, utcnow
-from mailtracker.notify import queue_reply
+from mailtracker.replies import queue_reply
 from mailtracker.templating import mail_environment
 from mailtracker.values import Incoming, Sender
 
