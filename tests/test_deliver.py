@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from mailtracker import transport as transport_module
 from mailtracker.config import Config
 from mailtracker.deliver import (
     LEASE,
@@ -38,7 +40,7 @@ from mailtracker.errors import ConfigError
 from mailtracker.models import Issue, Outbox, Tracker
 from mailtracker.outbox_view import outbox_rows
 from mailtracker.store import Store
-from mailtracker.transport import SmtpTransport
+from mailtracker.transport import MaildirTransport, SmtpTransport
 from tests.conftest import make_config
 
 NOW = datetime(2030, 1, 1, 12, 0, 0)
@@ -561,3 +563,22 @@ def test_outbox_rows_lists_queued_and_failed_with_json(store: Store) -> None:
         "sent_at": None,
     }
     assert views[2].to_json()["sent_at"] == "2030-01-01T12:00:00Z"
+
+
+def test_a_maildir_delivery_is_synced_before_it_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row is marked sent right after: the file and its folder entry are on disk."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))  # which file (Linux)
+        real_fsync(fd)
+
+    monkeypatch.setattr(transport_module.os, "fsync", fsync)
+    box = MaildirTransport(str(tmp_path / "out"))
+    box.open()
+    box.send(SENDER, RCPT, raw_mail("synced@x"))
+    (name,) = os.listdir(tmp_path / "out" / "new")
+    assert synced == [str(tmp_path / "out" / "new" / name), str(tmp_path / "out" / "new")]
