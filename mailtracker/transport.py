@@ -144,8 +144,7 @@ class MaildirTransport:
         if self._box is None:
             raise TransportError(True, f"Maildir {self.path} is not open")
         try:
-            key = self._box.add(raw)
-            _fsync(os.path.join(self.path, "new", key))
+            self._box.add(raw)  # the stdlib syncs the file in tmp, then renames it
             _fsync(os.path.join(self.path, "new"))
         except (OSError, mailbox.Error) as exc:
             raise TransportError(True, f"cannot write to Maildir {self.path}: {exc}") from exc
@@ -200,9 +199,9 @@ class SigningTransport:
 
 
 def _fsync(path: str) -> None:
-    """Flush a delivered file, then its folder's entry, to disk: the row is marked sent
-    next, and a power cut must not lose the mail in between (the stdlib's Maildir does
-    not sync, as qmail's and Postfix's local delivery do)."""
+    """Flush a folder's entries to disk. The stdlib's Maildir syncs a mail's file before
+    renaming it into ``new``, but not the rename; the row is marked sent next, and a power
+    cut must not lose the mail in between (qmail and Postfix sync the folder too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -568,7 +568,8 @@ def test_outbox_rows_lists_queued_and_failed_with_json(store: Store) -> None:
 def test_a_maildir_delivery_is_synced_before_it_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The row is marked sent right after: the file and its folder entry are on disk."""
+    """The row is marked sent right after: the file (synced by the stdlib, in ``tmp``) and
+    its entry in ``new`` (synced by us, after the rename) are on disk."""
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -581,4 +582,4 @@ def test_a_maildir_delivery_is_synced_before_it_counts(
     box.open()
     box.send(SENDER, RCPT, raw_mail("synced@x"))
     (name,) = os.listdir(tmp_path / "out" / "new")
-    assert synced == [str(tmp_path / "out" / "new" / name), str(tmp_path / "out" / "new")]
+    assert synced == [str(tmp_path / "out" / "tmp" / name), str(tmp_path / "out" / "new")]
