@@ -212,9 +212,7 @@ def _record(
     with store.write() as session:
         conn = session.connection()  # plain UPDATEs: no ORM objects to keep in step
         owned = [
-            conn.execute(
-                _outcome_update(frozenset(values) | {"claimed_by"}), _fence(claim) | values
-            ).first()
+            conn.execute(_fenced(frozenset(values)), _fence(claim) | values).first()
             for claim, _, values in outcomes
         ]
     for (claim, kind, values), mine in zip(outcomes, owned, strict=True):
@@ -246,43 +244,35 @@ def _outcome(
 
 def _release(store: Store, claims: Sequence[_Claim], now: datetime) -> int:
     """Hand back rows claimed but not tried: due at once, the claim not counted."""
+    statement = _fenced(frozenset(("attempts", "next_attempt_at")))
     with store.write() as session:
+        conn = session.connection()
         for claim in claims:
-            session.execute(
-                _fenced(claim).values(
-                    attempts=claim.attempts - 1, next_attempt_at=now, claimed_by=None
-                )
+            conn.execute(
+                statement, _fence(claim) | {"attempts": claim.attempts - 1, "next_attempt_at": now}
             )
     log.info("outbox: handed back %d claimed mails", len(claims))
     return len(claims)
 
 
 def _fence(claim: _Claim) -> dict[str, Any]:
-    """The claim's row, and the lease given up with the outcome."""
-    return {"claim_id": claim.id, "claim_attempts": claim.attempts, "claimed_by": None}
+    """The parameters that pick the claim's row for ``_fenced``."""
+    return {"claim_id": claim.id, "claim_attempts": claim.attempts}
 
 
 @cache
-def _outcome_update(columns: frozenset[str]) -> Update:
-    """``_fenced`` built once per set of columns an outcome writes (three in all), with
-    its values bound per row: building the statement cost more than running it."""
+def _fenced(columns: frozenset[str]) -> Update:
+    """An UPDATE of ``columns`` (values bound per row) of a row only while it is still this
+    worker's claim, which it gives up; built once per set of columns (four in all), since
+    building the statement cost more than running it."""
+    values: dict[str, Any] = {name: bindparam(name) for name in sorted(columns)}
     return (
         update(_OUTBOX)
         .where(_OUTBOX.c.id == bindparam("claim_id"))
         .where(_OUTBOX.c.attempts == bindparam("claim_attempts"))
         .where(_OUTBOX.c.status == "queued")
-        .values({name: bindparam(name) for name in sorted(columns)})
+        .values({**values, "claimed_by": None})
         .returning(_OUTBOX.c.id)
-    )
-
-
-def _fenced(claim: _Claim) -> Update:
-    """An UPDATE of the row only while it is still this worker's claim."""
-    return (
-        update(Outbox)
-        .where(Outbox.id == claim.id, Outbox.attempts == claim.attempts)
-        .where(Outbox.status == "queued")
-        .execution_options(synchronize_session=False)
     )
 
 
