@@ -145,10 +145,12 @@ def _parsed_payload(part: Message) -> object:
 
 
 def elide(raw: bytes) -> tuple[bytes, BigRuns]:
-    """``raw`` with its big base64 runs replaced by tokens (``raw`` itself if there are
-    none), and the runs to put back."""
-    base64 = _base64_runs(raw) if len(raw) >= BIG_RUN else []
-    spans = _with_text_blocks(raw, base64) if len(raw) >= BIG_RUN else []
+    """``raw`` with its big runs (base64 runs, text blocks) replaced by tokens (``raw``
+    itself if there are none), and the runs to put back."""
+    if len(raw) < BIG_RUN:
+        return raw, BigRuns(raw, [])
+    base64 = _base64_runs(raw)
+    spans = _with_text_blocks(raw, base64)
     runs = BigRuns(raw, spans, frozenset(i for i, span in enumerate(spans) if span in base64))
     if not spans:
         return raw, runs
