@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import cache
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -308,16 +309,10 @@ def insert_ignore(session: Session, model: Any, rows: list[dict[str, Any]]) -> N
     """Insert rows, skipping those whose key is already there (concurrent mail may race)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    statement = _INSERT_IGNORE.get((dialect, model))
-    if statement is None:
-        statement = _INSERT_IGNORE[dialect, model] = _insert_ignore(dialect, model)
-    session.execute(statement, rows)
+    session.execute(_insert_ignore(session.get_bind().dialect.name, model), rows)
 
 
-_INSERT_IGNORE: dict[tuple[str, Any], Any] = {}
-
-
+@cache
 def _insert_ignore(dialect: str, model: Any) -> Any:
     """Built once per dialect and table; the dialect modules are imported only here: the
     PostgreSQL one costs a SQLite user (``mailtracker ingest``, once per mail) 40 ms."""
