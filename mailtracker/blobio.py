@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, func, insert
+from sqlalchemy import CursorResult, Insert, func
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from mailtracker.models import Blob
 
-__all__ = ["LARGE", "add_blob", "fill", "insert_row", "is_large", "value"]
+__all__ = ["LARGE", "add_blob", "fill", "insert_row", "is_large"]
 
 LARGE = 1 << 20
 _SLICE = 1 << 20  # bytes per blob write: SQLite's page cache, not the mail, bounds memory
@@ -36,14 +35,9 @@ def is_large(session: Session, data: bytes) -> bool:
     return len(data) >= LARGE and session.get_bind().dialect.name == "sqlite"
 
 
-def value(session: Session, data: bytes) -> bytes | ColumnElement[Any]:
-    """What an INSERT carries for ``data``: ``zeroblob(len)`` where ``fill`` writes the
-    bytes afterwards, else the bytes themselves."""
-    return func.zeroblob(len(data)) if is_large(session, data) else data
-
-
 def fill(session: Session, table: str, column: str, rowid: int, data: bytes) -> None:
-    """Write ``data`` into the row ``value`` inserted (nothing to do if it was not large)."""
+    """Write ``data`` into the row inserted with ``zeroblob`` (nothing to do if it was not
+    large)."""
     if not is_large(session, data):
         return
     connection = session.connection().connection.driver_connection
@@ -66,15 +60,22 @@ def add_blob(session: Session, sha256: str, data: bytes) -> None:
         fill(session, Blob.__tablename__, "data", result.lastrowid, data)
 
 
-def insert_row(session: Session, table: Table, values: dict[str, Any], column: str = "raw") -> int:
-    """Insert one row whose ``column`` holds a mail of any size; returns the row's id.
+def insert_row(
+    session: Session, statement: Insert, values: dict[str, Any], column: str = "raw"
+) -> int:
+    """Run ``statement`` (an INSERT of one row) with ``values``, whose ``column`` holds a
+    mail of any size; returns the row's id. A large mail goes in as ``zeroblob(n)`` (an
+    expression, not a parameter), then ``fill`` writes it.
 
-    For the tables that keep a whole mail beside a few fields (held, quarantined, bounced
-    mail): the ORM would bind the mail, and a 25 MB mail held for a moderator cost 2.8
-    times its size where a stored one costs 0.8."""
+    For every table that keeps a whole mail: the stored message on the mail path, held,
+    quarantined and bounced mail (bound as a parameter, a 25 MB mail held for a moderator
+    cost 2.8 times its size where a stored one costs 0.8)."""
     data: bytes = values[column]
-    result = session.execute(insert(table).values({**values, column: value(session, data)}))
+    if is_large(session, data):
+        statement = statement.values({column: func.zeroblob(len(data))})
+        values = {name: value for name, value in values.items() if name != column}
+    result = session.execute(statement, values)
     assert isinstance(result, CursorResult) and result.inserted_primary_key is not None
     rowid = int(result.inserted_primary_key[0])
-    fill(session, table.name, column, rowid, data)
+    fill(session, statement.table.name, column, rowid, data)
     return rowid

@@ -103,7 +103,7 @@ def _store(session: Session, report: BounceReport, row: Outbox | None, incoming:
         "created_at": utcnow(),
         "raw": incoming.raw,
     }
-    blobio.insert_row(session, table(Bounce), values)
+    blobio.insert_row(session, table(Bounce).insert(), values)
     if report.permanent:
         _score(session, report.recipient)
     session.flush()

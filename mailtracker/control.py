@@ -127,7 +127,9 @@ def hold(
         "mail_from": envelope.mail_from,
         "rcpt": recipient.address,
     }
-    held_id = blobio.insert_row(session, store.table(HeldMail), {**fields, "raw": incoming.raw})
+    held_id = blobio.insert_row(
+        session, store.table(HeldMail).insert(), {**fields, "raw": incoming.raw}
+    )
     notice = _Notice(held_id, token, sender.address, incoming.subject)
     return Result(None, "held for a moderator", _tell_admins(session, config, tracker, notice))
 

@@ -40,7 +40,7 @@ _ISSUES = store.table(Issue)
 _MESSAGES = store.table(Message)
 _NEW_ISSUE = _ISSUES.insert().returning(_ISSUES.c.id)
 _SAVE_ISSUE = update(_ISSUES).where(_ISSUES.c.id == bindparam("issue_pk"))
-_NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
+_NEW_MESSAGE = _MESSAGES.insert()
 _NEW_ATTACHMENTS = store.table(Attachment).insert()
 _NEW_JOURNAL_ENTRY = store.table(JournalEntry).insert()
 
@@ -211,7 +211,6 @@ def _store_message(
     now: datetime,
 ) -> int:
     """The mail's row (a large raw mail through blob I/O), its references, attachments."""
-    raw = blobio.value(session, incoming.raw)
     values = {
         "tracker_id": tracker_id,
         "issue_id": issue.id,
@@ -229,11 +228,7 @@ def _store_message(
         "evidence": sender.evidence[:400],
         "quiet": sender.quiet,
     }
-    if isinstance(raw, bytes):
-        message_pk: int = session.execute(_NEW_MESSAGE, {**values, "raw": raw}).scalar_one()
-    else:  # zeroblob(n): an expression, not a parameter
-        message_pk = session.execute(_NEW_MESSAGE.values(raw=raw), values).scalar_one()
-    blobio.fill(session, _MESSAGES.name, "raw", message_pk, incoming.raw)
+    message_pk = blobio.insert_row(session, _NEW_MESSAGE, {**values, "raw": incoming.raw})
     refs = [*incoming.in_reply_to, *incoming.references]
     store.add_message_refs(session, tracker_id, message_pk, refs)
     _store_attachments(session, message_pk, incoming)

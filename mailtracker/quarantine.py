@@ -65,7 +65,7 @@ def keep(store: Store, raw: bytes, envelope: Envelope, message_id: str, error: s
         "raw": raw,
     }
     with store.write() as session:
-        return blobio.insert_row(session, table(Quarantined), values)
+        return blobio.insert_row(session, table(Quarantined).insert(), values)
 
 
 def entries(store: Store, include_done: bool = False) -> list[Listed]:
