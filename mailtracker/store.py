@@ -8,7 +8,6 @@ failing half-way when it upgrades a read lock. PostgreSQL is reached through psy
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import cache
@@ -43,6 +42,7 @@ from mailtracker.models import (
     Tracker,
     User,
 )
+from mailtracker.writerlock import WriterLock, lock_path
 
 __all__ = ["Store", "make_engine", "upgrade_schema"]
 
@@ -127,11 +127,12 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # SQLite has one writer at a time, and a connection that finds the lock taken polls
-        # for it in sleeps of up to 100 ms (sqlite3_busy_timeout): under load, writers of
-        # one process queue here instead, woken the moment the lock is free (measured:
-        # 4 connections went from 48-78 mails/s with p99 ~1 s to the 1-connection rate).
-        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        # SQLite has one writer at a time; writers queue on a lock that wakes the next one
+        # the moment it is free, in this process and in others (writerlock.py).
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: WriterLock | nullcontext[None] = (
+            WriterLock(lock_path(engine.url.database)) if sqlite else nullcontext()
+        )
         self._writer = sessionmaker(engine, expire_on_commit=False)
         self._reader = sessionmaker(
             engine.execution_options(**{_READONLY: True}), expire_on_commit=False
@@ -163,6 +164,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriterLock):
+            self._write_lock.close()
 
 
 def table(model: type[Base]) -> Table:
