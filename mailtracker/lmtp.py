@@ -19,12 +19,9 @@ do over SMTP; the replies still follow RCPT order.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import re
 import socket
-import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AnyStr
@@ -33,8 +30,8 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, syntax
 
 from mailtracker.addresses import classify
-from mailtracker.config import Config, lmtp_socket_path, parse_hostport
-from mailtracker.errors import ConfigError
+from mailtracker.config import Config, lmtp_socket_path
+from mailtracker.listeners import SOCKET_MODE, bind_tcp, bind_unix, remove_socket
 from mailtracker.pipeline import Outcome, process
 from mailtracker.receive import (
     BUSY,
@@ -58,9 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The MTA's user reaches the socket through its group (``adduser postfix mailtracker``);
-# other local users cannot inject mail past the MTA's checks.
-SOCKET_MODE = 0o660
 INTERNAL = "451 4.3.0 Local error in processing"
 # Which recipient is processed first, as the pipeline ranks a tracker's addresses: the
 # bounce address is the surest evidence; the main address, the only one routed by headers
@@ -191,14 +185,15 @@ class LmtpListener:
         self.path = lmtp_socket_path(config.lmtp.listen)
         total = config.smtp.max_connections
         self.limits = ConnectionLimits(total, total)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._owns_path = True
         self._protocols: set[GatewayLMTP] = set()
 
     @property
     def port(self) -> int:
         """The TCP port (useful when ``lmtp.listen`` asked for port 0)."""
-        assert self._server is not None and self.path is None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._servers and self.path is None
+        return int(self._servers[0].sockets[0].getsockname()[1])
 
     @property
     def where(self) -> str:
@@ -208,15 +203,22 @@ class LmtpListener:
     def in_flight(self) -> int:
         return self.handler.in_flight
 
-    async def start(self) -> None:
+    async def start(self, bound: tuple[socket.socket, ...] = ()) -> None:
+        """Listen on ``lmtp.listen``, or on the sockets the supervisor bound there (then the
+        supervisor, not this process, removes a unix socket's file at the end)."""
         loop = asyncio.get_running_loop()
-        if self.path is None:
-            host, port = parse_hostport(self.config.lmtp.listen, "lmtp.listen", "config")
-            self._server = await loop.create_server(self._protocol, host, port)
-        else:
-            _clear_stale_socket(self.path, str(self.config.path or "config"))
-            self._server = await loop.create_unix_server(self._protocol, self.path)
-            os.chmod(self.path, SOCKET_MODE)
+        self._owns_path = not bound
+        if not bound:
+            where = str(self.config.path or "config")
+            listen = self.config.lmtp.listen
+            unix = self.path
+            bound = (bind_unix(unix, where),) if unix else bind_tcp(listen, "lmtp.listen", where)
+        for sock in bound:
+            if sock.family == socket.AF_UNIX:
+                server = await loop.create_unix_server(self._protocol, sock=sock)
+            else:
+                server = await loop.create_server(self._protocol, sock=sock)
+            self._servers.append(server)
         log.info("LMTP listening on %s", self.where)
 
     def _protocol(self) -> GatewayLMTP:
@@ -227,38 +229,14 @@ class LmtpListener:
 
     def stop_accepting(self) -> None:
         """Close the listening socket (and remove a unix socket's file: Python 3.11 leaves it)."""
-        if self._server is None:
+        if not self._servers:
             return  # never bound: a socket file there is someone else's
-        self._server.close()
-        if self.path is not None and _is_socket(self.path):
-            os.unlink(self.path)
+        for server in self._servers:
+            server.close()
+        if self._owns_path and self.path is not None:
+            remove_socket(self.path)
 
     def close_connections(self) -> None:
         for proto in list(self._protocols):
             if proto.transport is not None:
                 proto.transport.close()
-
-
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _clear_stale_socket(path: str, where: str) -> None:
-    """Remove the socket a killed ``serve`` left behind, but never take over a live one or
-    delete a file that is not a socket."""
-    if not os.path.lexists(path):
-        return
-    if not _is_socket(path):
-        raise ConfigError(f"{where}: 'lmtp.listen' {path} exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise
-            os.unlink(path)
-            return
-    raise ConfigError(f"{where}: 'lmtp.listen' {path}: another process is listening there")

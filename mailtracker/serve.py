@@ -21,6 +21,7 @@ from typing import Any
 
 from mailtracker.config import Config, parse_hostport
 from mailtracker.deliver import run_worker
+from mailtracker.listeners import Listeners, bind_tcp
 from mailtracker.lmtp import LmtpListener
 from mailtracker.receive import (
     ConnectionLimits,
@@ -45,8 +46,16 @@ SHUTDOWN_GRACE = 60.0
 class Gateway:
     """One running tracker: SMTP server, worker thread pool, delivery worker."""
 
-    def __init__(self, config: Config, *, deliver: bool = True, web: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        deliver: bool = True,
+        web: bool = False,
+        listeners: Listeners | None = None,
+    ) -> None:
         self.config = config
+        self.listeners = listeners  # bound by the supervisor (``[smtp] processes``), or None
         self.deliver = deliver
         self.serve_web = web and bool(config.web.listen)  # ``serve`` asks for it
         self.web: WebServer | None = None
@@ -55,7 +64,7 @@ class Gateway:
         self.executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="mailtracker-db")
         self.store: Store | None = None
         self.handler: Handler | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._protocols: set[GatewaySMTP] = set()
         self._worker: asyncio.Task[None] | None = None
         self.lmtp: LmtpListener | None = None  # with ``lmtp.listen`` set, for an MTA in front
@@ -66,8 +75,8 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._servers
+        return int(self._servers[0].sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         transport_for(self.config)  # a bad DKIM key or smarthost stops the start, not later
@@ -77,14 +86,22 @@ class Gateway:
             self.executor, lambda: Store.open(self.config, pool_size=DB_THREADS + 1)
         )
         self.handler = Handler(self.store, self.config, self.executor, self.wake)
-        host, port = parse_hostport(self.config.smtp.listen, "smtp.listen", "config")
-        self._server = await loop.create_server(self._protocol, host, port)
+        bound = self.listeners
+        listen = self.config.smtp.listen
+        host = parse_hostport(listen, "smtp.listen", "config")[0]
+        smtp = (
+            bound.smtp
+            if bound
+            else bind_tcp(listen, "smtp.listen", str(self.config.path or "config"))
+        )
+        for sock in smtp:
+            self._servers.append(await loop.create_server(self._protocol, sock=sock))
         if self.serve_web:
             self.web = WebServer(WebContext(self.store, self.config, self.executor, self.wake))
-            await self.web.start()
+            await self.web.start(bound.web if bound else ())
         if self.config.lmtp.listen:
             self.lmtp = LmtpListener(self.store, self.config, self.executor, self.wake)
-            await self.lmtp.start()
+            await self.lmtp.start(bound.lmtp if bound else ())
         if self.deliver:
             self._worker = asyncio.create_task(
                 run_worker(self.store, self.config, self.wake, self.stopping)
@@ -107,8 +124,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight mail, close connections, stop the worker."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         if self.web is not None:  # finishes the requests it is answering
             await self.web.stop()
         if self.lmtp is not None:

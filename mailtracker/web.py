@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailtracker.config import parse_hostport
+from mailtracker.listeners import bind_tcp
 from mailtracker.web_api import ROUTES_API, api_error
 from mailtracker.web_context import WebContext
 from mailtracker.web_downloads import ROUTES_DOWNLOADS
@@ -136,17 +137,19 @@ class WebServer:
         self.web = web
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
+        self._sockets: tuple[socket.socket, ...] = ()
 
     @property
     def port(self) -> int:
-        assert self._socket is not None
-        return int(self._socket.getsockname()[1])
+        assert self._sockets
+        return int(self._sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
+    async def start(self, bound: tuple[socket.socket, ...] = ()) -> None:
+        """Listen on ``[web] listen``, or on the sockets the supervisor bound there. Bound
+        before uvicorn starts, so a port in use stops ``serve`` with one clear error."""
         where = str(self.web.config.path or "config")
-        host, port = parse_hostport(self.web.config.web.listen, "web.listen", where)
-        self._socket = _listen(host, port)
+        host = parse_hostport(self.web.config.web.listen, "web.listen", where)[0]
+        self._sockets = bound or bind_tcp(self.web.config.web.listen, "web.listen", where)
         config = uvicorn.Config(
             make_app(self.web),
             lifespan="off",
@@ -158,7 +161,7 @@ class WebServer:
             timeout_graceful_shutdown=10,
         )
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        self._task = asyncio.create_task(self._server.serve(sockets=list(self._sockets)))
         while not self._server.started and not self._task.done():
             await asyncio.sleep(0.01)
         if self._task.done():
@@ -169,18 +172,3 @@ class WebServer:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before starting, so a port in use stops ``serve`` with one clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"web.listen {host}:{port}: {exc.strerror}") from exc
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
