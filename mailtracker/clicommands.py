@@ -50,14 +50,28 @@ def _open_store(config: Config) -> Any:
 def serve(args: argparse.Namespace, config: Config) -> int:
     import asyncio
     import logging
+    import sys
 
     from mailtracker.serve import serve_forever
+    from mailtracker.sysexits import EX_OSERR
 
     logging.getLogger().setLevel(logging.INFO)
     if not args.verbose:  # aiosmtpd logs every SMTP command at INFO
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    return asyncio.run(serve_forever(config))
+    from mailtracker.listeners import ListenError
+    from mailtracker.prefork import run_supervisor
+
+    try:
+        if config.smtp.processes == 1:
+            return asyncio.run(serve_forever(config))
+        tagged = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        for handler in logging.getLogger().handlers:  # whose line is whose, as syslog has it
+            handler.setFormatter(tagged)
+        return run_supervisor(config)
+    except ListenError as exc:  # a port in use: one line, as for a bad configuration
+        print(f"mailtracker: {exc.strerror}", file=sys.stderr)
+        return EX_OSERR
 
 
 def import_archive(args: argparse.Namespace, config: Config) -> int:

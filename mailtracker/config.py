@@ -41,6 +41,7 @@ __all__ = [
     "parse_hostport",
 ]
 
+MAX_PROCESSES = 256  # a typo's guard: past the cores, more processes only queue on locks
 UNKNOWN_SENDER_POLICIES = ("register", "reject", "moderate")
 VERIFY_SENDER_MODES = ("commands", "all", "off")
 
@@ -61,6 +62,7 @@ class SmtpConfig:
     max_connections: int = 100
     max_connections_per_ip: int = 10
     command_timeout: int = DEFAULT_COMMAND_TIMEOUT
+    processes: int = 1  # gateway processes sharing the listening sockets (prefork.py)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,8 @@ def _validated(config: Config, base: Path, where: str) -> Config:
         raise ConfigError(f"{where}: 'smtp.tls_cert' and 'smtp.tls_key' must be set together")
     if smtp.require_tls and not smtp.tls_cert:
         raise ConfigError(f"{where}: 'smtp.require_tls' needs 'smtp.tls_cert' and 'smtp.tls_key'")
+    if smtp.processes > MAX_PROCESSES:
+        raise ConfigError(f"{where}: 'smtp.processes' is at most {MAX_PROCESSES}")
     return _resolve_paths(config, base, where)
 
 

@@ -37,8 +37,12 @@ max_message_size = 26214400
 # Refuse MAIL with 530 5.7.0 until the client has sent STARTTLS (needs tls_cert, tls_key).
 # require_tls = false
 # Connections open at once, in total and from one client address; more get 421.
+# Counted per gateway process (see processes).
 # max_connections = 100
 # max_connections_per_ip = 10
+# Gateway processes sharing the listening sockets (SMTP, LMTP, web), each with its own
+# delivery worker: one per core lets serve use them all (docs/deployment.md).
+# processes = 1
 # Seconds a client may stay silent, or take to upload a mail, before 421 (RFC 5321
 # 4.5.3.2.7 asks for at least 5 minutes); storing a mail may take 80 % of it, then 451.
 # command_timeout = 300

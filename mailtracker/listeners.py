@@ -24,6 +24,7 @@ from mailtracker.errors import ConfigError
 
 __all__ = [
     "SOCKET_MODE",
+    "ListenError",
     "Listeners",
     "bind_listeners",
     "bind_tcp",
@@ -138,10 +139,14 @@ def remove_socket(path: str) -> None:
         os.unlink(path)
 
 
+class ListenError(OSError):
+    """A socket ``serve`` must listen on could not be bound (``serve`` says so in one line)."""
+
+
 def _bind(sock: socket.socket, address: tuple[Any, ...] | str, what: str) -> None:
     try:
         sock.bind(address)
     except OSError as exc:
-        raise OSError(exc.errno, f"{what}: {exc.strerror}") from exc
+        raise ListenError(exc.errno, f"{what}: {exc.strerror}") from exc
     sock.listen(BACKLOG)
     sock.setblocking(False)

@@ -155,9 +155,10 @@ class Gateway:
         return (self.handler.in_flight if self.handler else 0) + lmtp
 
 
-async def serve_forever(config: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit code."""
-    gateway = Gateway(config, web=True)
+async def serve_forever(config: Config, listeners: Listeners | None = None) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code. ``listeners``: the sockets a
+    supervisor bound (``prefork.py``); without them the gateway binds its own."""
+    gateway = Gateway(config, web=True, listeners=listeners)
     await gateway.start()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

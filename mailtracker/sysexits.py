@@ -15,6 +15,7 @@ __all__ = [
     "EX_NOPERM",
     "EX_NOUSER",
     "EX_OK",
+    "EX_OSERR",
     "EX_SOFTWARE",
     "EX_TEMPFAIL",
     "EX_USAGE",
@@ -27,6 +28,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_NOUSER = 67
 EX_SOFTWARE = 70
+EX_OSERR = 71
 EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78

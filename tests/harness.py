@@ -406,14 +406,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def start_serve(config_path: Path, port: int, *, log: bool = False) -> subprocess.Popen[bytes]:
+def start_serve(
+    config_path: Path, port: int, *, log: bool = False, stderr: Any = None
+) -> subprocess.Popen[bytes]:
     """``mailtracker serve`` as its own process, once its SMTP port answers; with ``log``
-    its stderr is kept for the test to read."""
+    its stderr is kept for the test to read, or goes to the file ``stderr``."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailtracker", "serve", "-c", str(config_path)],
         env=env,
-        stderr=subprocess.PIPE if log else subprocess.DEVNULL,
+        stderr=stderr or (subprocess.PIPE if log else subprocess.DEVNULL),
     )
     deadline = time.monotonic() + 60
     while True:

@@ -93,6 +93,8 @@ def test_environment_variable_names_the_file(
         ("[smpt]\n", "unknown section 'smpt'"),
         ("[smtp]\nmax_message_size = -1\n", "'smtp.max_message_size' must be a positive"),
         ('[smtp]\nmax_message_size = "big"\n', "'smtp.max_message_size' must be a positive"),
+        ("[smtp]\nprocesses = 0\n", "'smtp.processes' must be a positive whole number"),
+        ("[smtp]\nprocesses = 1000\n", "'smtp.processes' is at most 256"),
         ('[authentication]\nverify_dkim = "yes"\n', "'authentication.verify_dkim' must be"),
         ('[[trackers]]\nname = "b"\naddress = "nope"\n', "'trackers[0].address' must be"),
         (

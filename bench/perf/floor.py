@@ -70,7 +70,7 @@ def parse(raw: bytes) -> None:
     msg = BytesParser(policy=DEFAULT_POLICY).parsebytes(raw)
     for part in msg.walk():
         if not part.is_multipart():
-            part.get_content()  # type: ignore[attr-defined]
+            part.get_content()
 
 
 def render(number: int) -> bytes:

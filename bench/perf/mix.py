@@ -219,7 +219,8 @@ def big_log_mail(size: int, tag: str = "biglog") -> Mail:
     headers = _headers(sender, "the worker's log", f"{tag}@{DOMAIN}", [])
     rng = random.Random(5)
     words = ["retry", "timeout", "connection", "queue", "Grüße", "naïve", "0x7f3a", "ok"]
-    lines, total = [], 0
+    lines: list[str] = []
+    total = 0
     while total < size - 2_000:
         line = f"2026-11-25 12:{len(lines) % 60:02d} " + " ".join(rng.choices(words, k=14))
         lines.append(line)

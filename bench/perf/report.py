@@ -46,15 +46,13 @@ def _ingest_rows(data: dict[str, Any]) -> list[Row]:
     for conns in (1, 4):
         block = data[f"{conns}_connections"]
         ceiling = block["ceiling"]["mails_per_s"]
-        for mode in ("sqlite", "postgresql"):
-            if mode not in block:
-                continue
+        for mode in _modes(block):
             value = block[mode]["mails_per_s"]
             ratio = value / ceiling if ceiling else 0.0
-            target = conns == 4 and mode == "sqlite"
+            target = conns == 4 and mode.startswith("sqlite")
             out.append(
                 _row(
-                    f"ingest {mode}, {conns} conn",
+                    f"ingest {_label(mode)}, {conns} conn",
                     f"{value:.0f} mails/s",
                     f"ceiling {ceiling:.0f}/s",
                     f"{ratio:.3f}",
@@ -63,16 +61,27 @@ def _ingest_rows(data: dict[str, Any]) -> list[Row]:
                 )
             )
     lat = data["latency"]
-    for mode in ("ceiling", "sqlite", "postgresql"):
+    for mode in ("ceiling", *_modes(lat)):
         if mode in lat:
             f = lat[mode]
             out.append(
                 _row(
-                    f"latency {mode} at {lat['offered_per_s']:.0f}/s",
+                    f"latency {_label(mode)} at {lat['offered_per_s']:.0f}/s",
                     f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms",
                 )
             )
     return out + _cpu_rows(data)
+
+
+def _modes(block: dict[str, Any]) -> list[str]:
+    """The ``serve`` targets of a block, in the order the bench started them."""
+    return [mode for mode, f in block.items() if mode != "ceiling" and isinstance(f, dict)]
+
+
+def _label(mode: str) -> str:
+    """``sqlite_2_processes`` reads "sqlite, 2 processes" in the table."""
+    base, _, processes = mode.partition("_")
+    return f"{base}, {processes.replace('_', ' ')}" if processes else base
 
 
 def _cpu_rows(data: dict[str, Any]) -> list[Row]:
@@ -86,7 +95,7 @@ def _cpu_rows(data: dict[str, Any]) -> list[Row]:
     out = [
         _row(
             "server CPU per mail, 4 conn",
-            ", ".join(f"{mode} {ms:.2f} ms" for mode, ms in costs.items()),
+            ", ".join(f"{_label(mode)} {ms:.2f} ms" for mode, ms in costs.items()),
         )
     ]
     floor = data.get("floor")

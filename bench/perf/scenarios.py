@@ -84,6 +84,10 @@ def _warm(server: servers.Server) -> None:
     servers.drain(server)
 
 
+# The second serve of each database: a gateway process per core (up to 8).
+PROCESSES = min(8, max(2, os.cpu_count() or 1))
+
+
 @contextmanager
 def _targets(settings: Settings, with_null: bool = True) -> Iterator[dict[str, servers.Server]]:
     """The null server and ``serve`` on SQLite (and PostgreSQL), all running at once."""
@@ -94,13 +98,17 @@ def _targets(settings: Settings, with_null: bool = True) -> Iterator[dict[str, s
     try:
         if with_null:
             started["ceiling"] = servers.null_server(settings.workdir)
-        url = f"sqlite:///{settings.workdir / 'sqlite' / 'tracker.db'}"
-        folder = _prepared_db("sqlite", settings.workdir, url)
-        started["sqlite"] = servers.serve("sqlite", folder, url, smarthost)
-        pg_url = servers.postgres_database(pg_name) if settings.postgres else None
-        if pg_url:
-            folder = _prepared_db("postgresql", settings.workdir, pg_url)
-            started["postgresql"] = servers.serve("postgresql", folder, pg_url, smarthost)
+        for processes in (1, PROCESSES):
+            name = "sqlite" + _processes_suffix(processes)
+            url = f"sqlite:///{settings.workdir / name / 'tracker.db'}"
+            folder = _prepared_db(name, settings.workdir, url)
+            started[name] = servers.serve(name, folder, url, smarthost, processes=processes)
+        for processes in (1, PROCESSES) if settings.postgres else ():
+            name = "postgresql" + _processes_suffix(processes)
+            pg_url = servers.postgres_database(pg_name + _processes_suffix(processes))
+            if pg_url:
+                folder = _prepared_db(name, settings.workdir, pg_url)
+                started[name] = servers.serve(name, folder, pg_url, smarthost, processes=processes)
         for name, server in started.items():
             if name != "ceiling":
                 _warm(server)
@@ -108,8 +116,14 @@ def _targets(settings: Settings, with_null: bool = True) -> Iterator[dict[str, s
     finally:
         for server in [*started.values(), sink]:
             server.stop()
-        if "postgresql" in started:
-            servers.drop_postgres_database(pg_name)
+        for processes in (1, PROCESSES):
+            if "postgresql" + _processes_suffix(processes) in started:
+                servers.drop_postgres_database(pg_name + _processes_suffix(processes))
+
+
+def _processes_suffix(processes: int) -> str:
+    """How a target with several gateway processes is named (``[smtp] processes``)."""
+    return "" if processes == 1 else f"_{processes}_processes"
 
 
 Run = Callable[[int, list[Wire]], Result]

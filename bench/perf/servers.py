@@ -94,9 +94,9 @@ class Server:
         self.log.close()
 
     def cpu_seconds(self) -> float:
-        """User and system CPU the server process has used so far (``/proc/PID/stat``)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User and system CPU the server has used so far (``/proc/PID/stat``): its process
+        and, for ``serve`` with ``[smtp] processes``, the gateway processes it forked."""
+        return sum(_cpu_seconds(pid) for pid in _with_children(self.process.pid))
 
     def rss_kb(self, field: str = "VmRSS") -> int:
         """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, in KiB."""
@@ -104,6 +104,22 @@ class Server:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         raise LookupError(field)
+
+
+def _with_children(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0  # it ended between the listing and now
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_listening(server: Server, timeout: float = 60.0) -> None:
@@ -146,6 +162,7 @@ def write_config(
     smarthost: str = "",
     lmtp: str = "",
     unknown_senders: str = "register",
+    processes: int = 1,
 ) -> Path:
     """A tracker configured as a site would be, plus what the bench needs: trusted
     Authentication-Results (so commands are verified without DNS), limits that a bench
@@ -161,6 +178,7 @@ listen = "127.0.0.1:{port}"
 hostname = "tracker.bench.example"
 max_connections = 200
 max_connections_per_ip = 100
+processes = {processes}
 
 [outgoing]
 {outgoing}
@@ -198,13 +216,15 @@ def serve(
     smarthost: str = "",
     lmtp: str = "",
     unknown_senders: str = "register",
+    processes: int = 1,
 ) -> Server:
     """``mailtracker serve`` on ``url`` in ``workdir``; outgoing mail to ``smarthost``, or
     to a Maildir there; an LMTP listener at ``lmtp`` if given; mail from people it does not
-    know registered, or held for a moderator (``unknown_senders = "moderate"``)."""
+    know registered, or held for a moderator (``unknown_senders = "moderate"``); with
+    ``processes`` gateway processes."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = write_config(workdir, url, port, smarthost, lmtp, unknown_senders)
+    config = write_config(workdir, url, port, smarthost, lmtp, unknown_senders, processes)
     server = _start(name, [MAILTRACKER, "serve", "-c", str(config)], port, workdir)
     server.url = url
     return server
