@@ -107,18 +107,23 @@ def deliver_due(
     limit: int = BATCH,
     transport: Transport | None = None,
     cancelled: Callable[[], bool] | None = None,
+    keep_open: bool = False,
 ) -> DeliveryReport:
     """Claim due rows (every queued row if ``force``), send them and record each outcome.
 
     ``now`` fixes the clock (tests); ``cancelled`` is polled between mails, and rows not yet
-    tried when it turns true are handed back at once.
+    tried when it turns true are handed back at once. With ``keep_open`` the transport is
+    left open for the next batch (the worker's, which closes it when idle).
     """
     chosen = transport if transport is not None else transport_for(config)  # before claiming
     clock = utcnow if now is None else (lambda: _naive_utc(now))
     claims = _claim(store, clock(), force, limit)
     if not claims:
         return DeliveryReport()
-    return _send_batch(store, chosen, claims, clock, cancelled or (lambda: False))
+    sent = _send_batch(store, chosen, claims, clock, cancelled or (lambda: False))
+    if not keep_open:
+        chosen.close()
+    return sent
 
 
 def deliver_all_now(store: Store, config: Config) -> DeliveryReport:
@@ -173,9 +178,9 @@ def _send_batch(
                 tally.update(_record(store, tried, clock()))
                 tried = []
         tally.update(_record(store, tried, clock()))
-    finally:
-        if broken is None:
-            transport.close()
+    except BaseException:
+        transport.close()
+        raise
     return DeliveryReport(tally["sent"], tally["deferred"], tally["failed"], tally["released"])
 
 
@@ -299,30 +304,37 @@ async def run_worker(
     with suppress(DBAPIError):  # the database is down: the leases still run out
         await asyncio.to_thread(claims_module.release_gone, store)
     problem = ""
-    while not stop.is_set():
-        wake.clear()
-        report, problem = await _round(store, config, stop, problem)
-        if report is not None and report.total >= BATCH and not report.released:
-            continue  # a full batch: more may be due right now
-        await _wait(wake, stop, poll_seconds)
+    transport = transport_for(config)  # one for every round: its connection is kept
+    try:
+        while not stop.is_set():
+            wake.clear()
+            report, problem = await _round(store, config, stop, problem, transport)
+            if report is not None and report.total >= BATCH and not report.released:
+                continue  # a full batch: more may be due right now
+            if not await _wait(wake, stop, poll_seconds):  # idle: hang up on the smarthost
+                await asyncio.to_thread(transport.close)
+    finally:
+        await asyncio.to_thread(transport.close)
     log.info("outbox: delivery worker stopped")
 
 
-def _work(store: Store, config: Config, cancelled: Callable[[], bool]) -> DeliveryReport:
+def _work(
+    store: Store, config: Config, cancelled: Callable[[], bool], transport: Transport
+) -> DeliveryReport:
     """One round of the worker: make the daily digests that are due, then deliver."""
     from mailtracker.digest import run_due
 
     run_due(store, config, utcnow())
-    return deliver_due(store, config, cancelled=cancelled)
+    return deliver_due(store, config, cancelled=cancelled, transport=transport, keep_open=True)
 
 
 async def _round(
-    store: Store, config: Config, stop: asyncio.Event, problem: str
+    store: Store, config: Config, stop: asyncio.Event, problem: str, transport: Transport
 ) -> tuple[DeliveryReport | None, str]:
     """One ``deliver_due`` in a thread; a failure is logged once, not every round."""
     try:
         # Event.is_set only reads a flag, so the worker thread may poll it.
-        report = await asyncio.to_thread(_work, store, config, stop.is_set)
+        report = await asyncio.to_thread(_work, store, config, stop.is_set, transport)
     except Exception as exc:
         now_problem = describe(exc)
         if now_problem != problem:
@@ -334,14 +346,16 @@ async def _round(
     return report, ""
 
 
-async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> bool:
+    """Wait for a wake-up, a stop or the poll interval; True unless the interval ran out."""
     waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
     try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+    return bool(done)
 
 
 def _naive_utc(moment: datetime) -> datetime:

@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -40,17 +41,25 @@ class _Activity:
     changes: list[str] = field(default_factory=list)
 
 
+# The digests this process knows are made, per store: the worker asks before every batch,
+# and asking the database meant a write transaction per tracker for every mail taken.
+_MADE: WeakKeyDictionary[Store, set[tuple[str, str]]] = WeakKeyDictionary()
+
+
 def run_due(store: Store, config: Config, now: datetime) -> int:
     """Make every digest that is due at ``now`` (naive UTC); returns the mails queued."""
     queued = 0
+    made = _MADE.setdefault(store, set())
     for tracker in config.trackers:
-        if now.time() < time.fromisoformat(tracker.digest_time):
+        key = (tracker.name, now.date().isoformat())
+        if key in made or now.time() < time.fromisoformat(tracker.digest_time):
             continue
         try:
             with store.write() as session:
                 queued += _digest(session, config, tracker, now)
         except IntegrityError:  # another worker made today's digest first
-            continue
+            pass
+        made.add(key)
     return queued
 
 

@@ -53,8 +53,13 @@ class Transport(Protocol):
 
 
 class SmtpTransport:
-    """One SMTP connection per batch. Once the connection is lost, every later send fails
-    fast with the same reason, so the rest of the batch is deferred instead of timing out."""
+    """One SMTP connection, kept from batch to batch while mail keeps coming: the delivery
+    worker runs a batch per committed mail under load, and a new connection each time (TCP,
+    greeting, EHLO, QUIT) cost the smarthost more than the mail itself. Postfix's smtp
+    client caches its connections the same way. A kept connection is checked with RSET
+    before a batch, and replaced when the smarthost has closed it. Once the connection is
+    lost within a batch, every later send fails fast with the same reason, so the rest of
+    the batch is deferred instead of timing out."""
 
     def __init__(self, host: str, port: int, helo: str, timeout: float = SMTP_TIMEOUT) -> None:
         self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
@@ -62,6 +67,9 @@ class SmtpTransport:
         self._broken = "not connected"
 
     def open(self) -> None:
+        """Connect, or keep the connection the last batch left open if it still answers."""
+        if self._smtp is not None and self._answers(self._smtp):
+            return
         smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.timeout)
         try:
             smtp.connect(self.host, self.port)
@@ -96,6 +104,17 @@ class SmtpTransport:
             smtp.quit()
         except OSError:
             smtp.close()
+
+    def _answers(self, smtp: smtplib.SMTP) -> bool:
+        """RSET on a kept connection: 250 if the session is still there (RFC 5321 4.1.1.5)."""
+        try:
+            code = smtp.rset()[0]
+        except OSError:  # closed by the server's idle timeout, or reset
+            code = 0
+        if code != 250:
+            self._smtp = None
+            smtp.close()
+        return code == 250
 
     def _mail_options(self, addresses: str, data: bytes) -> list[str]:
         """RFC 6152 and RFC 6531: declare 8-bit bodies and non-ASCII addresses."""
