@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailtracker.models import Message
+from mailtracker.prefork import QUICK_DEATHS_LIMIT
 from mailtracker.store import Store
-from mailtracker.sysexits import EX_OSERR
+from mailtracker.sysexits import EX_OSERR, EX_SOFTWARE
 from tests.conftest import MESSAGES
 from tests.harness import free_port, lmtp_send, send, start_serve
 from tests.test_faults import Sink, queued_ids, reply, sink, wait_until
@@ -39,8 +40,11 @@ def prefork_config(tmp_path: Path, db_url: str, port: int, sink_port: int) -> Pa
 
 
 def gateway_pids(supervisor: int) -> set[int]:
-    """The supervisor's children, as the kernel lists them."""
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    """The supervisor's children, as the kernel lists them (none once it has exited)."""
+    try:
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    except OSError:
+        return set()
     return {int(pid) for pid in children}
 
 
@@ -131,3 +135,24 @@ def test_a_port_in_use_stops_serve_with_one_line(tmp_path: Path, processes: int)
     last = done.stderr.decode().strip().splitlines()[-1]
     assert last == f"mailtracker: smtp.listen 127.0.0.1:{port}: Address already in use"
     assert "Traceback" not in done.stderr.decode()
+
+
+def test_the_supervisor_gives_up_when_its_processes_keep_dying_at_start(
+    sqlite_url: str, tmp_path: Path, sink: tuple[Sink, int]
+) -> None:
+    """Five deaths in a row, each within 10 s of the start: restarting will not fix it."""
+    port = free_port()
+    config = prefork_config(tmp_path, sqlite_url, port, sink[1])
+    proc = start(config, port)
+    killed: set[int] = set()
+    for _ in range(QUICK_DEATHS_LIMIT):
+        wait_until(lambda: proc.poll() is not None or len(gateway_pids(proc.pid) - killed) == 2)
+        if proc.poll() is not None:
+            break
+        victim = min(gateway_pids(proc.pid) - killed)
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+    assert proc.wait(90) == EX_SOFTWARE
+    log = (tmp_path / "serve.log").read_text()
+    assert f"gateway processes died {QUICK_DEATHS_LIMIT} times in a row at start" in log
+    assert not os.path.exists(tmp_path / "lmtp.sock")
