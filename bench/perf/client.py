@@ -35,6 +35,10 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     codes: Counter[str] = field(default_factory=Counter)
     server_cpu_s: float = 0.0  # the server process's CPU during the run, where measured
+    # The server's and its smarthost's CPU from the run's start until its outbox is
+    # delivered: all a mail costs the machine, but the client and PostgreSQL's own.
+    delivered_cpu_s: float = 0.0
+    sink_cpu_s: float = 0.0  # the smarthost's share of that
 
     @property
     def rate(self) -> float:

@@ -112,7 +112,36 @@ def _cpu_rows(data: dict[str, Any]) -> list[Row]:
                 best >= 0.5,
             )
         )
-    return out
+    return out + _delivered_rows(data)
+
+
+def _delivered_rows(data: dict[str, Any]) -> list[Row]:
+    """What a mail costs the machine until its notifications are delivered (``serve`` and
+    the smarthost), and the most this machine's cores would allow a gateway that cost
+    only the floor and still had its notifications delivered: an upper bound, as it leaves
+    out the client, the delivery worker and PostgreSQL."""
+    block = data["4_connections"]
+    modes = [m for m in _modes(block) if "delivered_cpu_ms_per_mail" in block[m]]
+    floor, cores = data.get("floor"), data.get("cores", 1)
+    if not modes or not floor:
+        return []  # a JSON file from before this was measured
+    costs = ", ".join(f"{_label(m)} {block[m]['delivered_cpu_ms_per_mail']:.2f} ms" for m in modes)
+    null = block["ceiling"]["server_cpu_ms_per_mail"]
+    sink = block[modes[0]]["sink_cpu_ms_per_mail"]
+    rate = cores * 1000 / (null + floor["total_ms"] + sink)
+    ceiling = block["ceiling"]["mails_per_s"]
+    return [
+        _row("CPU per mail until delivered, 4 conn (serve and smarthost)", costs),
+        _row(
+            f"floor on {cores} cores, notifications delivered",
+            f"{rate:.0f} mails/s at most ({null:.2f} + {floor['total_ms']:.2f}"
+            f" + smarthost {sink:.2f} ms a mail)",
+            f"ceiling {ceiling:.0f}/s",
+            f"{rate / ceiling:.3f}",
+            "≥ 0.5",
+            rate / ceiling >= 0.5,
+        ),
+    ]
 
 
 def _growth_rows(data: dict[str, Any]) -> list[Row]:

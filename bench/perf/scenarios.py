@@ -55,14 +55,20 @@ def _summary(results: list[Result]) -> Figures:
     refused = sum(r.refused for r in results)
     return {
         "mails_per_s": round(statistics.median(r.rate for r in results), 1),
-        "server_cpu_ms_per_mail": round(
-            statistics.median(1000 * r.server_cpu_s / max(r.sent, 1) for r in results), 2
-        ),
+        "server_cpu_ms_per_mail": _cpu_per_mail(results, "server_cpu_s"),
+        "delivered_cpu_ms_per_mail": _cpu_per_mail(results, "delivered_cpu_s"),
+        "sink_cpu_ms_per_mail": _cpu_per_mail(results, "sink_cpu_s"),
         "rounds": [round(r.rate, 1) for r in results],
         "p50_ms": round(merged.percentile(0.5) * 1000, 2),
         "p99_ms": round(merged.percentile(0.99) * 1000, 2),
         "refused": refused,
     }
+
+
+def _cpu_per_mail(results: list[Result], field: str) -> float:
+    """The median over rounds of a CPU figure, in ms per mail answered."""
+    per_mail = (1000 * getattr(r, field) / max(r.sent, 1) for r in results)
+    return round(float(statistics.median(per_mail)), 2)
 
 
 def _prepared_db(name: str, workdir: Path, url: str) -> Path:
@@ -89,8 +95,11 @@ PROCESSES = min(8, max(2, os.cpu_count() or 1))
 
 
 @contextmanager
-def _targets(settings: Settings, with_null: bool = True) -> Iterator[dict[str, servers.Server]]:
-    """The null server and ``serve`` on SQLite (and PostgreSQL), all running at once."""
+def _targets(
+    settings: Settings, with_null: bool = True
+) -> Iterator[tuple[dict[str, servers.Server], servers.Server]]:
+    """The null server and ``serve`` on SQLite (and PostgreSQL), all running at once, and
+    the null smarthost they send their notifications to."""
     started: dict[str, servers.Server] = {}
     pg_name = f"mailtracker_bench_{os.getpid()}"
     sink = servers.null_server(settings.workdir, counting=True)
@@ -112,7 +121,7 @@ def _targets(settings: Settings, with_null: bool = True) -> Iterator[dict[str, s
         for name, server in started.items():
             if name != "ceiling":
                 _warm(server)
-        yield started
+        yield started, sink
     finally:
         for server in [*started.values(), sink]:
             server.stop()
@@ -136,19 +145,25 @@ def _rounds(
     tag: str,
     old: list[str] | None = None,
     count: int = 0,
+    sink: servers.Server | None = None,
 ) -> dict[str, list[Result]]:
-    """``settings.rounds`` rounds, each target once per round, the same mails to each."""
+    """``settings.rounds`` rounds, each target once per round, the same mails to each;
+    with ``sink`` (the smarthost), also the CPU until the outbox is delivered."""
     results: dict[str, list[Result]] = {name: [] for name in targets}
     for r in range(settings.rounds):
         mails = mix.measured_mails(f"{tag}-r{r}", count or settings.mails, old_ids=old)
         wires = client.prepare(mails)
         for name, server in targets.items():
             cpu = server.cpu_seconds()
+            sink_cpu = sink.cpu_seconds() if sink else 0.0
             result = run(server.port, wires)
             result.server_cpu_s = server.cpu_seconds() - cpu
             results[name].append(result)
             if server.url:
                 servers.drain(server)
+            if sink and server.url:
+                result.sink_cpu_s = sink.cpu_seconds() - sink_cpu
+                result.delivered_cpu_s = server.cpu_seconds() - cpu + result.sink_cpu_s
     return results
 
 
@@ -160,9 +175,9 @@ def ingest(settings: Settings) -> Figures:
     """Throughput over 1 and 4 connections, latency at a fixed offered rate; each mode
     as a share of the ceiling measured in the same rounds."""
     figures: Figures = {}
-    with _targets(settings) as targets:
+    with _targets(settings) as (targets, sink):
         for conns in (1, 4):
-            runs = _rounds(targets, settings, _closed(conns), f"c{conns}")
+            runs = _rounds(targets, settings, _closed(conns), f"c{conns}", sink=sink)
             figures[f"{conns}_connections"] = {name: _summary(rs) for name, rs in runs.items()}
         rate = settings.rate
         runs = _rounds(
@@ -175,6 +190,7 @@ def ingest(settings: Settings) -> Figures:
         figures["latency"] = {name: _summary(rs) for name, rs in runs.items()}
         figures["latency"]["offered_per_s"] = rate
     figures["floor"] = _floor(settings)
+    figures["cores"] = os.cpu_count() or 1
     return figures
 
 
