@@ -55,11 +55,11 @@ class Transport(Protocol):
 class SmtpTransport:
     """One SMTP connection, kept from batch to batch while mail keeps coming: the delivery
     worker runs a batch per committed mail under load, and a new connection each time (TCP,
-    greeting, EHLO, QUIT) cost the smarthost more than the mail itself. Postfix's smtp
-    client caches its connections the same way. A kept connection is checked with RSET
-    before a batch, and replaced when the smarthost has closed it. Once the connection is
-    lost within a batch, every later send fails fast with the same reason, so the rest of
-    the batch is deferred instead of timing out."""
+    greeting, EHLO, QUIT) is work for both ends and a connection for the MTA to log and
+    count. Postfix's smtp client caches its connections the same way. A kept connection is
+    checked with RSET before a batch, and replaced when the smarthost has closed it. Once
+    the connection is lost within a batch, every later send fails fast with the same
+    reason, so the rest of the batch is deferred instead of timing out."""
 
     def __init__(self, host: str, port: int, helo: str, timeout: float = SMTP_TIMEOUT) -> None:
         self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
