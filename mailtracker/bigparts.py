@@ -37,9 +37,10 @@ from functools import cached_property
 __all__ = ["BIG_RUN", "BigRuns", "elide"]
 
 BIG_RUN = 1 << 20
-# A stretch of base64-alphabet characters and line ends that begins a line. A single
-# character class, so the regex engine keeps no per-line state however long it is.
-_STRETCH = re.compile(rb"(?m)^[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]*")
+# The bytes a base64 run is made of: its alphabet and line ends; and a table that turns
+# them into b"a" and every other byte into b" ", so ``bytes.find`` can look for the others.
+_RUN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
+_MARKS = bytes(ord("a") if byte in _RUN_BYTES else ord(" ") for byte in range(256))
 # An empty line is a line end followed by another (CRLF, LF or a lone CR each end a line):
 # in bytes, one of these pairs.
 _EMPTY_LINES = (b"\n\n", b"\n\r", b"\r\r")
@@ -229,16 +230,69 @@ def _block_end(raw: bytes, start: int, limit: int) -> int:
 
 def _base64_runs(raw: bytes) -> list[tuple[int, int]]:
     """Spans of whole lines of the base64 alphabet, at least BIG_RUN long, with no empty
-    line inside; each ends where its last line's line end begins."""
-    spans = []
-    for stretch in _STRETCH.finditer(raw):
-        start, stop = stretch.span()
-        if stop - start < BIG_RUN:
+    line inside; each ends where its last line's line end begins.
+
+    A run that long covers at least one whole slice of BIG_RUN / 2 aligned on that size,
+    so only slices with no other byte (``bytes.translate`` deleting the run's bytes leaves
+    nothing) are looked at closer. A regex over the whole mail took 0.15 s for 25 MB of
+    base64 and 0.25 s for 25 MB of text, most of the time this function now saves."""
+    spans: list[tuple[int, int]] = []
+    step = max(BIG_RUN // 2, 1)
+    at = 0
+    while at < len(raw):
+        if raw[at : at + step].translate(None, _RUN_BYTES):
+            at += step
             continue
-        end = _last_line_end(raw, start, stop)
-        if end - start >= BIG_RUN and not any(raw.find(e, start, end) >= 0 for e in _EMPTY_LINES):
-            spans.append((start, end))
+        start, end = _run_around(raw, at, step)
+        span = _whole_lines(raw, _first_line_start(raw, start, end), end)
+        if span is not None:
+            spans.append(span)
+        at = (end // step + 1) * step  # ``end`` is another byte, or the end of the mail
     return spans
+
+
+def _run_around(raw: bytes, inside: int, step: int) -> tuple[int, int]:
+    """The widest span of run bytes around ``inside``, looked for a slice at a time."""
+    start = inside
+    while start > 0:
+        low = max(0, start - step)
+        other = raw[low:start].translate(_MARKS).rfind(b" ")
+        if other >= 0:
+            start = low + other + 1
+            break
+        start = low
+    end = inside
+    while end < len(raw):
+        other = raw[end : end + step].translate(_MARKS).find(b" ")
+        if other >= 0:
+            end += other
+            break
+        end = min(len(raw), end + step)
+    return start, end
+
+
+def _first_line_start(raw: bytes, start: int, end: int) -> int:
+    """The first place in the span where a line begins with an alphabet byte (as the
+    regex ``(?m)^`` sees lines: after LF only); ``end`` if there is none."""
+    at = start
+    while at < end:
+        if (at == 0 or raw[at - 1] == 10) and raw[at] not in _LINE_ENDS:
+            return at
+        line_feed = raw.find(b"\n", at, end)
+        if line_feed < 0:
+            return end
+        at = line_feed + 1
+    return end
+
+
+def _whole_lines(raw: bytes, start: int, stop: int) -> tuple[int, int] | None:
+    """The run from ``start``, cut to its last whole line, if long enough and unbroken."""
+    if stop - start < BIG_RUN:
+        return None
+    end = _last_line_end(raw, start, stop)
+    if end - start < BIG_RUN or any(raw.find(e, start, end) >= 0 for e in _EMPTY_LINES):
+        return None
+    return start, end
 
 
 def _last_line_end(raw: bytes, start: int, stop: int) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import quopri
+import random
+import re
 
 import pytest
 
@@ -256,3 +258,42 @@ def test_real_mail_parses_the_same_with_runs_elided(monkeypatch: pytest.MonkeyPa
             assert type(elided) is type(plain) and str(elided) == str(plain)
         else:
             assert elided == plain
+
+
+# What ``_base64_runs`` did with one regex over the whole mail, before it looked at slices:
+# the reference the scan must agree with, span for span.
+_STRETCH = re.compile(rb"(?m)^[A-Za-z0-9+/=][A-Za-z0-9+/=\r\n]*")
+
+
+def regex_runs(raw: bytes, least: int) -> list[tuple[int, int]]:
+    spans = []
+    for stretch in _STRETCH.finditer(raw):
+        start, stop = stretch.span()
+        if stop - start < least:
+            continue
+        end = bigparts._last_line_end(raw, start, stop)
+        empty = any(raw.find(e, start, end) >= 0 for e in (b"\n\n", b"\n\r", b"\r\r"))
+        if end - start >= least and not empty:
+            spans.append((start, end))
+    return spans
+
+
+@pytest.mark.parametrize("least", [2, 7, 40, 121])
+def test_the_slice_scan_finds_what_the_regex_found(
+    monkeypatch: pytest.MonkeyPatch, least: int
+) -> None:
+    """Random mails of line ends, alphabet and other bytes, in lines and runs of every
+    length around the threshold, odd and even (the scan's slices are half of it)."""
+    monkeypatch.setattr(bigparts, "BIG_RUN", least)
+    rng = random.Random(least)
+    pieces = [b"QUJD", b"x", b"=", b"+/", b"\r\n", b"\n", b"\r", b" ", b"-", b":", b"\xe9"]
+    weights = [30, 10, 2, 2, 8, 4, 1, 3, 1, 1, 1]
+    found = 0
+    for _ in range(400):
+        raw = b"".join(rng.choices(pieces, weights, k=rng.randrange(0, 300 + 3 * least)))
+        if rng.random() < 0.5:
+            raw = b"QUJD" * rng.randrange(least) + raw  # a run from the first byte
+        expected = regex_runs(raw, least)
+        assert bigparts._base64_runs(raw) == expected, raw
+        found += len(expected)
+    assert found > 50  # the cases exercise runs, not only their absence
