@@ -410,7 +410,9 @@ def start_serve(
     config_path: Path, port: int, *, log: bool = False, stderr: Any = None
 ) -> subprocess.Popen[bytes]:
     """``mailtracker serve`` as its own process, once its SMTP port answers; with ``log``
-    its stderr is kept for the test to read, or goes to the file ``stderr``."""
+    its stderr is kept in a pipe for the test to read at the end, or goes to the file
+    ``stderr``. The pipe is for a few lines only: a ``serve`` that logs more than the pipe
+    holds (64 KiB; two gateway processes taking mail soon do) blocks mid-mail."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailtracker", "serve", "-c", str(config_path)],
