@@ -42,7 +42,7 @@ from mailtracker.models import (
     Tracker,
     User,
 )
-from mailtracker.writerlock import WriterLock, lock_path
+from mailtracker.writerlock import WriterLock
 
 __all__ = ["Store", "make_engine", "upgrade_schema"]
 
@@ -131,7 +131,7 @@ class Store:
         # the moment it is free, in this process and in others (writerlock.py).
         sqlite = engine.dialect.name == "sqlite"
         self._write_lock: WriterLock | nullcontext[None] = (
-            WriterLock(lock_path(engine.url.database)) if sqlite else nullcontext()
+            WriterLock(engine.url.database) if sqlite else nullcontext()
         )
         self._writer = sessionmaker(engine, expire_on_commit=False)
         self._reader = sessionmaker(

@@ -39,10 +39,12 @@ def lock_path(database: str | None) -> str | None:
 
 
 class WriterLock:
-    """A re-entrant lock that, when given a path, also holds ``flock`` on it while taken."""
+    """A re-entrant lock that, for a database file, also holds ``flock`` on the file's lock
+    file (``lock_path``) while taken."""
 
-    def __init__(self, path: str | None) -> None:
-        self.path = path
+    def __init__(self, database: str | None) -> None:
+        self.database = database
+        self.path = lock_path(database)
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
@@ -78,7 +80,7 @@ class WriterLock:
         assert self.path is not None
         if self._fd is None or self._fd_pid != os.getpid():
             try:
-                self._fd = _open(self.path)
+                self._fd = _open(self.path, self.database)
             except OSError as exc:
                 log.warning("%s: %s; SQLite's busy timeout orders writers instead", self.path, exc)
                 self.path = self._fd = None
@@ -92,10 +94,10 @@ class WriterLock:
         self._fd = None
 
 
-def _open(path: str) -> int:
-    database = path.removesuffix("-writer.lock")
+def _open(path: str, database: str | None) -> int:
+    """The lock file, made with the database's mode and, by root, its owner."""
     try:
-        made = os.stat(database)
+        made = os.stat(database) if database else None
     except FileNotFoundError:
         made = None
     mode = made.st_mode & 0o666 if made is not None else 0o644

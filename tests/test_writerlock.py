@@ -27,7 +27,7 @@ def _try_lock(path: str) -> bool:
 
 
 def test_held_for_other_processes_while_taken_and_freed_after(tmp_path: Path) -> None:
-    lock = WriterLock(str(tmp_path / "db-writer.lock"))
+    lock = WriterLock(str(tmp_path / "db"))
     with lock:
         assert lock.path is not None and not _try_lock(lock.path)
         with lock:  # re-entrant: a nested block neither blocks nor frees it
@@ -39,7 +39,7 @@ def test_held_for_other_processes_while_taken_and_freed_after(tmp_path: Path) ->
 
 def test_a_forked_child_opens_its_own_file(tmp_path: Path) -> None:
     """A child that inherited the parent's descriptor would share its lock (flock(2))."""
-    lock = WriterLock(str(tmp_path / "db-writer.lock"))
+    lock = WriterLock(str(tmp_path / "db"))
     with lock:
         pass
     parent_fd = lock._fd
@@ -70,7 +70,7 @@ def _child_reports(
 def test_an_unopenable_lock_file_falls_back_to_the_busy_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lock = WriterLock(str(tmp_path / "missing" / "db-writer.lock"))
+    lock = WriterLock(str(tmp_path / "missing" / "db"))
     with lock:
         pass
     assert lock.path is None and "busy timeout" in caplog.text
