@@ -243,7 +243,7 @@ def _base64_runs(raw: bytes) -> list[tuple[int, int]]:
         if raw[at : at + step].translate(None, _RUN_BYTES):
             at += step
             continue
-        start, end = _run_around(raw, at, step)
+        start, end = _run_around(raw, at, min(len(raw), at + step), step)
         span = _whole_lines(raw, _first_line_start(raw, start, end), end)
         if span is not None:
             spans.append(span)
@@ -251,9 +251,10 @@ def _base64_runs(raw: bytes) -> list[tuple[int, int]]:
     return spans
 
 
-def _run_around(raw: bytes, inside: int, step: int) -> tuple[int, int]:
-    """The widest span of run bytes around ``inside``, looked for a slice at a time."""
-    start = inside
+def _run_around(raw: bytes, first: int, last: int, step: int) -> tuple[int, int]:
+    """The widest span of run bytes around ``raw[first:last]`` (known to be all run bytes),
+    looked for a slice at a time on either side."""
+    start = first
     while start > 0:
         low = max(0, start - step)
         other = raw[low:start].translate(_MARKS).rfind(b" ")
@@ -261,7 +262,7 @@ def _run_around(raw: bytes, inside: int, step: int) -> tuple[int, int]:
             start = low + other + 1
             break
         start = low
-    end = inside
+    end = last
     while end < len(raw):
         other = raw[end : end + step].translate(_MARKS).find(b" ")
         if other >= 0:
