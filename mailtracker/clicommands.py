@@ -60,11 +60,12 @@ def serve(args: argparse.Namespace, config: Config) -> int:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
     from mailtracker.listeners import ListenError
-    from mailtracker.prefork import run_supervisor
 
     try:
         if config.smtp.processes == 1:
             return asyncio.run(serve_forever(config))
+        from mailtracker.prefork import run_supervisor
+
         tagged = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
         for handler in logging.getLogger().handlers:  # whose line is whose, as syslog has it
             handler.setFormatter(tagged)
