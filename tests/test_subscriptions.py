@@ -178,11 +178,14 @@ def test_digest_over_a_simulated_day(store: Store, config: Config) -> None:
             ["bugs+1@example.org"],
         )
     assert not [r for r in to(store, "dana@example.net") if "[issue1]" in r.raw.decode()[:2000]]
+    # The next 06:01 after the mail: its digest covers the 24 hours before, so the mail is
+    # in it whatever the time of day the test runs (tomorrow's would miss a mail sent
+    # between midnight and 06:00).
     now = utcnow()
-    early = datetime.combine(now.date(), datetime.min.time()) + timedelta(hours=5)
-    morning = datetime.combine(now.date() + timedelta(days=1), datetime.min.time()) + timedelta(
-        hours=6, minutes=1
-    )
+    morning = datetime.combine(now.date(), datetime.min.time()) + timedelta(hours=6, minutes=1)
+    if morning <= now:
+        morning += timedelta(days=1)
+    early = morning - timedelta(hours=1, minutes=1)
     assert run_due(store, config, early) == 0  # before digest_time (06:00): nothing
     assert run_due(store, config, morning) == 1
     assert run_due(store, config, morning + timedelta(hours=1)) == 0  # once a day
