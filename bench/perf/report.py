@@ -112,7 +112,22 @@ def _cpu_rows(data: dict[str, Any]) -> list[Row]:
                 best >= 0.5,
             )
         )
+    if floor and null and "spool_ms" in floor:
+        out.append(_spool_row(null, floor["spool_ms"]))
     return out + _delivered_rows(data)
+
+
+def _spool_row(null: float, spool: float) -> Row:
+    """What rule 1 costs: the share of the ceiling a gateway could take in a burst if it
+    answered 250 once the raw mail alone was committed to a spool, and ran the pipeline
+    afterwards (not allowed by ARCHITECTURE.md; the team's decision, not the bench's)."""
+    share = null / (null + spool)
+    return _row(
+        "spool alone, if rule 1 allowed it: 1 INSERT, commit (a burst, not sustained)",
+        f"{spool:.2f} ms",
+        f"ceiling {null:.2f} ms/mail",
+        f"{share:.3f}",
+    )
 
 
 def _delivered_rows(data: dict[str, Any]) -> list[Row]:
