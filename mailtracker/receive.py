@@ -43,6 +43,7 @@ from mailtracker.config import Config, SmtpConfig
 from mailtracker.dataread import BufferedDataSMTP
 from mailtracker.errors import ConfigError
 from mailtracker.pipeline import Outcome, process, refusal_for_recipient
+from mailtracker.smtpaddr import command_address
 from mailtracker.store import Store
 from mailtracker.sysexits import EX_TEMPFAIL
 from mailtracker.values import Envelope
@@ -225,6 +226,14 @@ class GatewaySMTP(BufferedDataSMTP):
         if isinstance(transport, asyncio.WriteTransport):
             transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
         transport.close()  # connection_lost() then cleans up, as in aiosmtpd's own callback
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's reading of a MAIL or RCPT argument, remembered (``smtpaddr``)."""
+        address, rest = command_address(arg)
+        limit = self.local_part_limit
+        if address and limit and len(address.rpartition("@")[0]) > limit:
+            return None, None
+        return address, rest
 
     def restart_timeout(self) -> None:
         """Give DATA processing the whole command timeout, however long the upload took."""
