@@ -39,6 +39,7 @@ class Result:
     # delivered: all a mail costs the machine, but the client and PostgreSQL's own.
     delivered_cpu_s: float = 0.0
     sink_cpu_s: float = 0.0  # the smarthost's share of that
+    client_cpu_s: float = 0.0  # the client's own CPU (this process) during the run
 
     @property
     def rate(self) -> float:

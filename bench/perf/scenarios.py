@@ -58,6 +58,7 @@ def _summary(results: list[Result]) -> Figures:
         "server_cpu_ms_per_mail": _cpu_per_mail(results, "server_cpu_s"),
         "delivered_cpu_ms_per_mail": _cpu_per_mail(results, "delivered_cpu_s"),
         "sink_cpu_ms_per_mail": _cpu_per_mail(results, "sink_cpu_s"),
+        "client_cpu_ms_per_mail": _cpu_per_mail(results, "client_cpu_s"),
         "rounds": [round(r.rate, 1) for r in results],
         "p50_ms": round(merged.percentile(0.5) * 1000, 2),
         "p99_ms": round(merged.percentile(0.99) * 1000, 2),
@@ -156,7 +157,9 @@ def _rounds(
         for name, server in targets.items():
             cpu = server.cpu_seconds()
             sink_cpu = sink.cpu_seconds() if sink else 0.0
+            client_cpu = time.process_time()
             result = run(server.port, wires)
+            result.client_cpu_s = time.process_time() - client_cpu
             result.server_cpu_s = server.cpu_seconds() - cpu
             results[name].append(result)
             if server.url:
