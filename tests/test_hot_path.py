@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from mailtracker.config import Config
 from mailtracker.models import Address, Issue, JournalEntry, Message, Nosy, User
@@ -70,6 +70,28 @@ def test_a_reply_by_references_stays_within_its_statements(store: Store, config:
         outcome = deliver(store, config, raw, "dave@example.com")
     assert outcome.stored == ("bugs/1",) and outcome.queued == 2
     assert len(statements) <= REPLY_STATEMENTS, "\n".join(statements)
+
+
+def test_every_reply_runs_the_same_statement_texts_so_the_drivers_keep_them_prepared(
+    store: Store, config: Config
+) -> None:
+    """The drivers prepare a statement once per connection and find it again by its text:
+    sqlite3 keeps 128 per connection, psycopg prepares on the server after 5 runs. That
+    holds only while no value is rendered into the SQL, which this guards."""
+    opened(store, config)
+    texts = []
+    for n in range(2, 7):
+        raw = mail(
+            "dave@example.com", f"dave-{n}@example.com", "References: <new-1@example.com>\r\n"
+        )
+        with counted(store) as statements:
+            assert deliver(store, config, raw, "dave@example.com").stored == ("bugs/1",)
+        texts.append(statements)
+    assert texts[-1] == texts[-2] == texts[-3], "\n".join(texts[-1])
+    if store.engine.dialect.name == "postgresql":  # one connection did all of it here
+        with store.engine.connect() as conn:
+            names = conn.scalars(text("SELECT name FROM pg_prepared_statements")).all()
+        assert len(names) >= len(set(texts[-1])) - 1, names  # all but the one run last
 
 
 def test_a_reply_moves_updated_at_and_a_new_issue_starts_with_it(
