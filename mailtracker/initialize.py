@@ -41,7 +41,8 @@ max_message_size = 26214400
 # max_connections = 100
 # max_connections_per_ip = 10
 # Gateway processes sharing the listening sockets (SMTP, LMTP, web), each with its own
-# delivery worker: one per core lets serve use them all (docs/deployment.md).
+# delivery worker: with PostgreSQL, one per core lets serve use them all; on SQLite,
+# whose writers take turns, keep 1 (docs/deployment.md).
 # processes = 1
 # Seconds a client may stay silent, or take to upload a mail, before 421 (RFC 5321
 # 4.5.3.2.7 asks for at least 5 minutes); storing a mail may take 80 % of it, then 451.
