@@ -55,6 +55,7 @@ __all__ = [
     "GatewaySMTP",
     "Handler",
     "process_timeout",
+    "sendable",
     "smuggled_end_of_data",
     "tls_context",
 ]
@@ -248,7 +249,10 @@ class GatewaySMTP(BufferedDataSMTP):
         self._reset_timeout()
 
     async def push(self, status: AnyStr) -> None:
-        await super().push(self._enhanced(status))
+        reply = self._enhanced(status)
+        if isinstance(reply, str):
+            reply = sendable(reply, self.enable_SMTPUTF8)
+        await super().push(reply)
 
     def _enhanced(self, status: AnyStr) -> AnyStr:
         """aiosmtpd's bare replies with RFC 3463 codes, which MTAs and people read better."""
@@ -257,6 +261,18 @@ class GatewaySMTP(BufferedDataSMTP):
         if isinstance(status, str) and status.startswith("530 Must issue a STARTTLS"):
             return "530 5.7.0 Must issue a STARTTLS command first"  # RFC 3207 4
         return status
+
+
+def sendable(reply: str, utf8: bool) -> str:
+    """A reply that echoes the client's bytes (a VRFY argument, a refused address) may hold
+    bytes that were not UTF-8, which aiosmtpd decoded as lone surrogates: encoding the reply
+    then failed as if it were our bug, and the client heard 451 and retried. Such bytes are
+    shown as ``\\xNN`` instead (and any non-ASCII, where SMTPUTF8 is off)."""
+    if reply.isascii():
+        return reply
+    return reply.encode("utf-8", "surrogateescape").decode(
+        "utf-8" if utf8 else "ascii", "backslashreplace"
+    )
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:

@@ -78,6 +78,20 @@ def test_lhlo_offers_what_rfc_2033_requires(config: Config) -> None:
             client.close()
 
 
+def test_a_refused_address_that_is_not_utf8_is_echoed_escaped(config: Config) -> None:
+    """The same reply encoding as SMTP's (``receive.sendable``): 550, not a 451 for a bug."""
+    with running_gateway(with_lmtp(config)) as gateway:
+        client = RawLMTP(lmtp_port(gateway))
+        try:
+            client.command(b"LHLO client.example.com")
+            assert client.command(b"MAIL FROM:<alice@example.com>").startswith(b"250 ")
+            assert client.command(b"RCPT TO:<bugs\xff@example.org>") == (
+                b"550 5.1.1 <bugs\\xff@example.org>: no such tracker address here\r\n"
+            )
+        finally:
+            client.close()
+
+
 def test_one_reply_per_recipient_in_rcpt_order(config: Config) -> None:
     with running_gateway(with_lmtp(config)) as gateway:
         port = lmtp_port(gateway)

@@ -117,6 +117,35 @@ def test_the_quick_test_agrees_with_the_pattern_alone() -> None:
         assert smuggled_end_of_data(data) == alone, data
 
 
+# --- replies that echo the client's bytes -----------------------------------------------
+
+
+def test_a_reply_echoing_bytes_that_are_not_utf8_is_sent_with_them_escaped(
+    tmp_path: Path,
+) -> None:
+    """aiosmtpd decodes arguments with surrogateescape; echoed in a reply, those bytes made
+    encoding the reply fail as a bug: 451 and a traceback, and the client retried."""
+    with running_gateway(edge_config(tmp_path)) as gateway:
+        raw = connect(gateway.port)
+        try:
+            assert raw.command(b"EHLO client.example.com").startswith(b"250-")
+            vrfy = raw.command(b"VRFY caf\xe9\xff@")
+            assert vrfy == b"502 Could not VRFY caf\\xe9\\xff@\r\n"
+            assert raw.command(b"MAIL FROM:<alice@example.com>") == b"250 OK\r\n"
+            assert raw.command(b"RCPT TO:<bugs\xff@example.org>") == (
+                b"550 5.1.1 <bugs\\xff@example.org>: no such tracker address here\r\n"
+            )
+            assert raw.command(b"RCPT TO:<bugs@example.org>") == b"250 2.1.5 Ok\r\n"
+        finally:
+            raw.close()
+
+
+def test_sendable_keeps_utf8_and_escapes_the_rest() -> None:
+    assert receive.sendable("250 OK", True) == "250 OK"
+    assert receive.sendable("550 <jörg@x> \udcff", True) == "550 <jörg@x> \\xff"
+    assert receive.sendable("550 <jörg@x>", False) == "550 <j\\xc3\\xb6rg@x>"
+
+
 def test_mixed_line_ends_without_a_fake_end_are_stored(tmp_path: Path) -> None:
     config = edge_config(tmp_path)
     with running_gateway(config) as gateway:
