@@ -27,6 +27,7 @@ from mailtracker.config import TrackerConfig
 from mailtracker.headers import SMTP_POLICY
 from mailtracker.models import Address as UserAddress
 from mailtracker.models import Issue, Outbox, User, utcnow
+from mailtracker.outheaders import AS_SET, SMTP_UTF8, mime_type, put, threading_headers
 from mailtracker.templating import mail_environment
 from mailtracker.values import AttachmentData, Change
 from mailtracker.web_unsubscribe import unsubscribe_url
@@ -44,8 +45,6 @@ __all__ = [
 ]
 
 ATTACH_LIMIT = 100 * 1024  # bytes of attachments per message re-sent to every recipient
-_SMTP = SMTP_POLICY
-_FOLD_AT = 78  # the line length the policy folds at (RFC 5322 2.1.1)
 
 
 @dataclass(frozen=True)
@@ -98,15 +97,13 @@ def render(notice: Notice, recipients: Sequence[Addressee]) -> list[OutgoingMail
 
 def _shared_part(notice: Notice, reason: str) -> bytes:
     """Headers common to all recipients, then the MIME body (RFC 2369/2919 list headers)."""
-    msg = EmailMessage(policy=_SMTP)
+    msg = EmailMessage(policy=SMTP_POLICY)
     tracker = notice.tracker
-    refs = [f"<{notice.thread_root}>"] + ([f"<{notice.cause_id}>"] if notice.cause_id else [])
     for name, value in (
         ("From", str(Address(_from_name(notice), addr_spec=tracker.address))),
         ("Subject", f"[{tracker.subject_tag}{notice.number}] {notice.title}"),
         ("Date", format_datetime(notice.when.replace(tzinfo=UTC))),
-        ("In-Reply-To", f"<{notice.thread_root}>"),
-        ("References", " ".join(refs)),
+        *threading_headers(notice.thread_root, notice.cause_id),
         ("List-Id", f"{tracker.title} <{tracker.list_id}>"),
         ("List-Post", f"<mailto:{tracker.issue_address(notice.number)}>"),
         ("List-Help", f"<mailto:{tracker.help_address}>"),
@@ -116,32 +113,15 @@ def _shared_part(notice: Notice, reason: str) -> bytes:
         (LOOP_HEADER, tracker.address),
         ("X-Mailtracker-Issue", f"{tracker.name}/{notice.number}"),
     ):
-        _put(msg, name, value)
+        put(msg, name, value)
     body = _body(notice, reason)
     msg.set_content(body, charset="utf-8", cte=transfer_encoding(body))
     for part in _attached(notice.attachments):
-        maintype, _, subtype = part.content_type.partition("/")
-        msg.add_attachment(
-            part.data,
-            maintype=maintype,
-            subtype=subtype or "octet-stream",
-            filename=part.filename,
-        )
+        maintype, subtype = mime_type(part.content_type)
+        msg.add_attachment(part.data, maintype=maintype, subtype=subtype, filename=part.filename)
     if msg.is_multipart():  # the generator would compile a regex for a boundary it makes
         msg.set_boundary(f"=-{secrets.token_hex(16)}-=")
-    return msg.as_bytes(policy=_SMTP)
-
-
-def _put(msg: EmailMessage, name: str, value: str) -> None:
-    """A short, printable ASCII value goes in as it is, since parsing it into a header
-    object, only to fold it back on output unchanged, was half the time of a notification
-    (``From`` is already quoted by ``Address``); anything else (long, non-ASCII, or what
-    looks like an RFC 2047 encoded word) is parsed, encoded and folded."""
-    short = len(name) + 2 + len(value) <= _FOLD_AT
-    if short and value.isascii() and value.isprintable() and "=?" not in value:
-        msg.set_raw(name, value)
-    else:
-        msg[name] = value
+    return msg.as_bytes(policy=AS_SET)
 
 
 def transfer_encoding(text: str) -> str:
@@ -221,7 +201,8 @@ def _personalise(notice: Notice, shared: bytes, rcpt: Addressee) -> OutgoingMail
             links.insert(0, f"<{url}>")
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers.append(("List-Unsubscribe", ", ".join(links)))
-    head = b"".join(_SMTP.fold_binary(name, value) for name, value in headers)
+    policy = SMTP_POLICY if rcpt.email.isascii() else SMTP_UTF8
+    head = b"".join(policy.fold_binary(name, value) for name, value in headers)
     return OutgoingMail(message_id, rcpt.email, head + shared, verp_token())
 
 

@@ -23,6 +23,7 @@ from mailtracker.config import TrackerConfig
 from mailtracker.headers import SMTP_POLICY
 from mailtracker.models import Outbox, utcnow
 from mailtracker.notify import transfer_encoding, verp_address, verp_token
+from mailtracker.outheaders import policy_for, threading_headers
 
 __all__ = ["queue_reply"]
 
@@ -79,16 +80,16 @@ def _reply_message(
     in_reply_to: str,
     now: datetime,
 ) -> bytes:
-    msg = EmailMessage(policy=_SMTP)
+    policy = policy_for(recipient)
+    msg = EmailMessage(policy=policy)
     msg["From"] = Address(tracker.title, addr_spec=tracker.address)
     msg["To"] = recipient
     msg["Subject"] = subject
     msg["Date"] = format_datetime(now.replace(tzinfo=UTC))
     msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-        msg["References"] = f"<{in_reply_to}>"
+    for name, value in threading_headers(in_reply_to, None):
+        msg.set_raw(name, value)  # an id is a token: never parsed as text
     msg["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
     msg[LOOP_HEADER] = tracker.address
     msg.set_content(body, charset="utf-8", cte=transfer_encoding(body))
-    return msg.as_bytes(policy=_SMTP)
+    return msg.as_bytes(policy=policy)

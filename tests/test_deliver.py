@@ -39,8 +39,10 @@ from mailtracker.deliver import (
 from mailtracker.errors import ConfigError
 from mailtracker.models import Issue, Outbox, Tracker
 from mailtracker.outbox_view import outbox_rows
+from mailtracker.pipeline import process
 from mailtracker.store import Store
 from mailtracker.transport import MaildirTransport, SmtpTransport
+from mailtracker.values import Envelope
 from tests.conftest import make_config
 
 NOW = datetime(2030, 1, 1, 12, 0, 0)
@@ -583,3 +585,34 @@ def test_a_maildir_delivery_is_synced_before_it_counts(
     box.send(SENDER, RCPT, raw_mail("synced@x"))
     (name,) = os.listdir(tmp_path / "out" / "new")
     assert synced == [str(tmp_path / "out" / "tmp" / name), str(tmp_path / "out" / "new")]
+
+
+def test_a_ccd_address_that_is_not_ascii_gets_its_notifications_over_smtputf8(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    """RFC 6531/6532 end to end: a Cc'd ``jörg@bücher.example`` joins the nosy list, the
+    next comment is rendered with a UTF-8 To and sent with SMTPUTF8. Before, rendering it
+    failed, and every later comment on the issue went to quarantine."""
+    handler, port = Sink(), free_port()
+    server = Controller(
+        handler, hostname="127.0.0.1", port=port, server_kwargs={"enable_SMTPUTF8": True}
+    )
+    server.start()
+    try:
+        config = make_config(db_url, tmp_path, smarthost=f"127.0.0.1:{port}")
+        head = "From: Alice <alice@example.com>\r\nTo: bugs@example.org\r\n"
+        opened = f"{head}Cc: jörg@bücher.example\r\nSubject: Export fails\r\n"
+        opened += "Message-ID: <eai-1@example.com>\r\n\r\nIt fails.\r\n"
+        comment = f"{head}Subject: Re: Export fails\r\nIn-Reply-To: <eai-1@example.com>\r\n"
+        comment += "Message-ID: <eai-2@example.com>\r\n\r\nStill fails.\r\n"
+        envelope = Envelope("alice@example.com", ("bugs@example.org",))
+        assert process(store, config, opened.encode(), envelope).stored == ("bugs/1",)
+        outcome = process(store, config, comment.encode(), envelope)
+        assert (outcome.stored, outcome.queued) == (("bugs/1",), 1)
+        assert deliver_due(store, config) == DeliveryReport(sent=1)
+    finally:
+        server.stop()
+    (got,) = handler.received
+    assert got.rcpt_tos == ("jörg@bücher.example",)
+    assert "SMTPUTF8" in got.mail_options
+    assert "To: jörg@bücher.example\r\n".encode() in got.data

@@ -9,6 +9,8 @@ from email.message import EmailMessage
 
 from mailtracker.config import TrackerConfig
 from mailtracker.notify import ATTACH_LIMIT, Addressee, Notice, render
+from mailtracker.outheaders import threading_headers
+from mailtracker.replies import _reply_message
 from mailtracker.values import AttachmentData
 
 TRACKER = TrackerConfig(name="bugs", address="bugs@example.org", title="Example bugs")
@@ -109,3 +111,78 @@ def test_new_issue_and_changes_are_said_above_the_comment() -> None:
     text = body.get_content().replace("\r\n", "\n")
     assert text.index("New issue issue42 from Jörg Müller") < text.index("status: new → resolved")
     assert text.index("status: new → resolved") < text.index("Der Export")
+
+
+# --- ids and addresses the 7-bit header path could not carry (found by fuzzing) ---------
+
+
+def test_an_id_holding_encoded_word_syntax_is_kept_verbatim() -> None:
+    """RFC 2047 section 5: no encoded words in a msg-id, so ``=?utf-8?q?=FF=FE?=`` there
+    is part of the id. Parsed as a header it "decoded" into bytes that are no text, and
+    rendering failed: every later comment on that issue went to quarantine."""
+    odd = "g=?utf-8?q?=FF=FE?=roups-1@example.org"
+    raw = render(notice(cause_id=odd), (Addressee("alice@example.com"),))[0].raw
+    references = f"References: <issue42.bugs@tracker.example.org>\r\n <{odd}>\r\n"
+    assert references.encode() in raw  # folded between the ids, never inside one
+    assert parsed(raw)["In-Reply-To"] == "<issue42.bugs@tracker.example.org>"
+
+
+def test_ids_that_a_7bit_header_cannot_carry_are_left_out() -> None:
+    for cause in ("rö@example.org", "a b@example.org", "x>y@example.org", "z" * 251):
+        raw = render(notice(cause_id=cause), (Addressee("alice@example.com"),))[0].raw
+        message = parsed(raw)
+        assert message["References"] == "<issue42.bugs@tracker.example.org>", cause
+    raw = render(notice(thread_root="wurzel-ö@example.org"), (Addressee("a@example.com"),))[0].raw
+    message = parsed(raw)
+    assert message["In-Reply-To"] is None
+    assert message["References"] == "<joerg-1@example.de>"
+    both = notice(thread_root="ö@example.org", cause_id="ü@example.org")
+    message = parsed(render(both, (Addressee("a@example.com"),))[0].raw)
+    assert message["In-Reply-To"] is None and message["References"] is None
+
+
+def test_long_references_fold_between_ids() -> None:
+    root, cause = "r" * 60 + "@example.org", "c" * 60 + "@example.org"
+    raw = render(notice(thread_root=root, cause_id=cause), (Addressee("a@example.com"),))[0].raw
+    assert f"References: <{root}>\r\n <{cause}>\r\n".encode() in raw
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_a_recipient_whose_address_is_not_ascii_gets_a_utf8_to_header() -> None:
+    """RFC 6532: the address goes in as UTF-8 (the transport then asks for SMTPUTF8).
+    Before, folding it as 7-bit failed, and a Cc'd ``jörg@bücher.example`` broke every
+    later notification of that issue. The others' mail stays 7-bit."""
+    mails = render(notice(), (Addressee("jörg@bücher.example"), Addressee("bob@example.com")))
+    head = mails[0].raw.split(b"\r\n\r\n", 1)[0]
+    assert "To: jörg@bücher.example\r\n".encode() in head
+    assert mails[1].raw.split(b"\r\n\r\n", 1)[0].isascii()
+
+
+def test_a_delivery_status_attachment_goes_as_text() -> None:
+    """The stdlib writes message/delivery-status only from parsed field blocks; the bytes
+    of a stored attachment made rendering fail (and the issue's later comments with it)."""
+    data = b"Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; a@b\r\n"
+    part = AttachmentData("status", "message/delivery-status", data, "0" * 64)
+    message = parsed(render(notice(attachments=(part,)), (Addressee("a@example.com"),))[0].raw)
+    (attached,) = message.iter_attachments()
+    assert attached.get_content_type() == "text/plain"
+    assert attached.get_content().replace("\r\n", "\n") == data.decode().replace("\r\n", "\n")
+
+
+def test_a_reply_to_a_sender_threads_by_the_id_as_sent_and_writes_utf8_for_eai() -> None:
+    when = datetime(2026, 11, 24, 8, 0, 0)
+    odd = "g=?utf-8?q?=FF=FE?=x@example.org"
+    raw = _reply_message(TRACKER, "a@example.com", "Re: s", "Hello.", "mt.1@h", odd, when)
+    assert f"In-Reply-To: <{odd}>\r\nReferences: <{odd}>\r\n".encode() in raw
+    raw = _reply_message(TRACKER, "jörg@bücher.example", "Re: s", "Hello.", "mt.2@h", "", when)
+    assert "To: jörg@bücher.example\r\n".encode() in raw  # RFC 6532, not encoded words
+    assert b"In-Reply-To" not in raw
+
+
+def test_threading_headers_keep_only_ids_a_7bit_header_carries() -> None:
+    assert threading_headers("root@x", "cause@x") == [
+        ("In-Reply-To", "<root@x>"),
+        ("References", "<root@x> <cause@x>"),
+    ]
+    assert threading_headers("", "cause@x") == [("References", "<cause@x>")]
+    assert threading_headers("röot@x", None) == []
