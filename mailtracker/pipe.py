@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from mailtracker.configfile import (
     DEFAULT_COMMAND_TIMEOUT,
     find_config_file,
+    lmtp_socket_path,
+    parse_hostport,
     read_config_file,
     resolve_socket,
 )
@@ -135,6 +137,15 @@ def to_gateway(
     read from it; the gateway that answers checked the whole file when it started, and a
     fallback to this process checks it again.
     """
+    if lmtp and lmtp_socket_path(lmtp) is None:
+        try:
+            parse_hostport(lmtp, "--lmtp", "mailtracker ingest")
+        except ConfigError:  # the MTA keeps the mail until its command line is fixed
+            print(
+                f"mailtracker: --lmtp must be HOST:PORT or a socket's path, not {lmtp!r}",
+                file=sys.stderr,
+            )
+            return EX_TEMPFAIL
     if lmtp and recipients:
         found: tuple[str, float, str] | None = (
             resolve_socket(lmtp, os.getcwd()),
@@ -142,7 +153,7 @@ def to_gateway(
             "",
         )
     else:
-        found = _gateway_settings(config_file)
+        found = _gateway_settings(config_file, lmtp)
     if found is None:
         return None
     listen, timeout, first_address = found
@@ -187,9 +198,10 @@ def envelope_sender(raw: bytes, given: str | None) -> str:
     return found or "unknown@invalid"
 
 
-def _gateway_settings(config_file: str | None) -> tuple[str, float, str] | None:
+def _gateway_settings(config_file: str | None, lmtp: str | None) -> tuple[str, float, str] | None:
     """(LMTP address, reply timeout, first tracker address) from the file, if it names a
-    gateway; ``None`` for no file, no LMTP listener, or a file the full check must judge."""
+    gateway or ``lmtp`` (``--lmtp``, which wins) does; ``None`` for no file, no LMTP
+    listener, or a file the full check must judge."""
     path = find_config_file(config_file)
     if path is None:
         return None
@@ -198,6 +210,9 @@ def _gateway_settings(config_file: str | None) -> tuple[str, float, str] | None:
     except ConfigError:
         return None
     listen = _value(data, "lmtp", "listen")
+    base = os.path.dirname(os.path.realpath(path))
+    if lmtp:
+        listen, base = lmtp, os.getcwd()
     if not isinstance(listen, str) or not listen.strip():
         return None
     timeout = _value(data, "smtp", "command_timeout")
@@ -206,7 +221,6 @@ def _gateway_settings(config_file: str | None) -> tuple[str, float, str] | None:
     trackers = data.get("trackers")
     first = trackers[0] if isinstance(trackers, list) and trackers else {}
     address = first.get("address", "") if isinstance(first, dict) else ""
-    base = os.path.dirname(os.path.realpath(path))
     return resolve_socket(listen.strip(), base), timeout + _REPLY_MARGIN, str(address).strip()
 
 

@@ -115,6 +115,32 @@ def test_told_a_gateway_that_is_not_there_it_runs_here(
     assert issues(gateway_config) == 1
 
 
+def test_told_a_gateway_without_recipients_it_hands_over_to_that_one(
+    gateway_config: Config, config_file: Path, socket_path: Path
+) -> None:
+    """The file names no LMTP listener, only the trackers: ``--lmtp`` says where the
+    gateway is, the file's first tracker address is the recipient. Before, ``--lmtp``
+    without ``--recipient`` was silently ignored."""
+    with running_gateway(gateway_config):
+        done = ingest(config_file, NEW, f"--lmtp={socket_path}", probe=True)
+    assert (done.returncode, done.stderr.decode()) == (0, "")
+    assert b"sqlalchemy" not in done.stdout.split()  # the gateway took it
+    assert issues(gateway_config) == 1
+
+
+@pytest.mark.parametrize("lmtp", ["nonsense:port", "127.0.0.1:", "[::1]:99999"])
+def test_a_malformed_lmtp_address_keeps_the_mail_in_the_queue(
+    config: Config, config_file: Path, lmtp: str
+) -> None:
+    """A mistake in the MTA's command line: EX_TEMPFAIL and one line saying what is wrong,
+    so the mail waits until it is fixed. Before, the pipeline ran here, unnoticed."""
+    done = ingest(config_file, NEW, "--lmtp", lmtp, "--recipient", "bugs@example.org")
+    assert done.returncode == 75
+    message = f"mailtracker: --lmtp must be HOST:PORT or a socket's path, not {lmtp!r}\n"
+    assert done.stderr.decode() == message
+    assert issues(config) == 0
+
+
 def test_without_a_gateway_the_pipeline_runs_here(
     gateway_config: Config, piped_config: Path, socket_path: Path
 ) -> None:
