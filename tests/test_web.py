@@ -46,6 +46,29 @@ def test_every_page_carries_a_strict_policy(http: httpx.Client) -> None:
         assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/bugs/?status=%00",
+        "/bugs/?label=open%00",
+        "/bugs/?assignee=%00",
+        "/bugs/2/messages/a%00b",
+        "/unsubscribe/%00",
+        "/api/v1/bugs/issues?status=%00",
+        "/api/v1/bugs/issues?assignee=%00",
+    ],
+)
+def test_a_nul_in_the_address_is_a_bad_request(http: httpx.Client, path: str) -> None:
+    """PostgreSQL text cannot hold NUL: these were 500s there, failing deep in a query."""
+    response = http.get(path)
+    assert response.status_code == 400
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    if path.startswith("/api/"):
+        assert response.json() == {"error": "the address holds a NUL character"}
+    else:
+        assert "the address holds a NUL character" in response.text
+
+
 def test_tracker_list(http: httpx.Client) -> None:
     page = http.get("/")
     assert page.status_code == 200
