@@ -31,6 +31,7 @@ JUNK = [
     b"=?utf-8?b?",
     b"\xff\xfe",
     b"\xc3",
+    b"\x00",
     "jörg@bücher.example".encode(),
     b"<>",
     b"<<a@b>>",
