@@ -212,10 +212,10 @@ def _quarantine_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     show = _add(
         q_sub, common, "show", "the error, a diagnosis of the mail, the mail", run.quarantine_show
     )
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=_row_id)
     show.add_argument("--json", action="store_true")
     retry = _add(q_sub, common, "retry", "run a quarantined mail again", run.quarantine_retry)
-    retry.add_argument("id", type=int)
+    retry.add_argument("id", type=_row_id)
 
 
 def _bounce_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -244,6 +244,20 @@ def _subscription_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     remove = _add(s_sub, common, "remove", "unsubscribe an address", run.subscriptions_remove)
     remove.add_argument("email")
     remove.add_argument("--tracker", metavar="T")
+
+
+def _row_id(text: str) -> int:
+    """An id the database can hold (``LARGEST_ID``): a larger one made the driver fail
+    with a traceback instead of the command saying there is no such row."""
+    import argparse
+
+    from mailtracker.values import LARGEST_ID
+
+    if not text.isdigit() or not 0 < int(text) <= LARGEST_ID:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id: a whole number from 1 to {LARGEST_ID}"
+        )
+    return int(text)
 
 
 def _add(
@@ -290,4 +304,4 @@ def _moderation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         ("reject", "discard a held mail"),
     ):
         action = _add(mod_sub, common, name, text, run.moderation_decide)
-        action.add_argument("id", type=int)
+        action.add_argument("id", type=_row_id)

@@ -28,6 +28,9 @@ __all__ = [
 # The evidence of mail the forge integration writes for a forge's events (forge.py):
 # such a sender is vouched for by a signed webhook, and never joins a nosy list.
 FORGE_EVIDENCE = "forge"
+# The largest id or issue number a row can have: PostgreSQL's integer. Asking for a larger
+# one fails in the driver instead of finding nothing, so input is checked against it.
+LARGEST_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from mailtracker.models import (
     Tracker,
     User,
 )
+from mailtracker.values import LARGEST_ID
 
 __all__ = ["find_issue", "iso", "issue_json", "list_issues", "parse_issue_ref"]
 
@@ -46,7 +47,10 @@ def parse_issue_ref(ref: str, config: Config) -> tuple[str, int]:
     name = match.group("tracker") or _tracker_for_tag(match.group("tag"), config)
     if name not in {t.name for t in config.trackers}:
         raise ValueError(f"there is no tracker '{name}'")
-    return name, int(match.group("number"))
+    number = int(match.group("number"))
+    if number > LARGEST_ID:  # no issue has it, and the database could not be asked
+        raise ValueError(f"no issue {name}/{number}")
+    return name, number
 
 
 def _tracker_for_tag(tag: str | None, config: Config) -> str:

@@ -100,6 +100,24 @@ def test_show_and_issues_json(config_file: Path, capsys: pytest.CaptureFixture[s
     assert main(["show", "bugs/7", "-c", c]) == 65
 
 
+def test_numbers_past_any_row_are_not_found_not_a_traceback(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL's integer ends at 2147483647: asking it for more failed in the driver."""
+    c = str(config_file)
+    capsys.readouterr()
+    assert main(["show", "bugs/99999999999999999999", "-c", c]) == 65
+    assert capsys.readouterr().err == "mailtracker: no issue bugs/99999999999999999999\n"
+    assert main(["show", "2147483647", "-c", c]) == 65  # the largest: asked, not found
+    assert capsys.readouterr().err == "mailtracker: no issue bugs/2147483647\n"
+    for words in (["quarantine", "show"], ["quarantine", "retry"], ["moderation", "approve"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*words, "99999999999999999999", "-c", c])
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err
+        assert "'99999999999999999999' is not an id: a whole number from 1 to 2147483647" in said
+
+
 def test_user_add_and_list(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(config_file)
     assert (
