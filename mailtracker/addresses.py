@@ -17,7 +17,7 @@ from email.utils import parseaddr
 
 from mailtracker.config import TrackerConfig
 
-__all__ = ["Recipient", "classify", "normalize"]
+__all__ = ["Recipient", "classify", "is_address", "normalize"]
 
 # Tokens are compared lower-cased: MTAs and clients may fold the case of local parts.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -37,6 +37,16 @@ class Recipient:
     kind: str
     number: int | None = None
     token: str = ""
+
+
+def is_address(text: str) -> bool:
+    """Whether an admin typed a mail address: a local part and a domain around the last
+    ``@``, and nothing that belongs around an address rather than in it (spaces, control
+    characters, ``<>,;``). ``bad@`` and ``@example.org`` were taken before."""
+    local, at, domain = text.rpartition("@")
+    if not (at and local and domain):
+        return False
+    return text.isprintable() and not any(c.isspace() or c in "<>,;" for c in text)
 
 
 def normalize(address: str) -> str:

@@ -11,6 +11,7 @@ import sys
 
 from sqlalchemy.exc import IntegrityError
 
+from mailtracker.addresses import is_address
 from mailtracker.config import Config
 from mailtracker.output import print_json, table
 from mailtracker.store import Store
@@ -29,7 +30,7 @@ __all__ = [
 def user_add(store: Store, email: str, name: str, role: str) -> int:
     from mailtracker import store as queries
 
-    if "@" not in email:
+    if not is_address(email):
         print(f"mailtracker: '{email}' is not a mail address", file=sys.stderr)
         return EX_DATAERR
     try:
@@ -74,7 +75,7 @@ def user_add_address(store: Store, email: str, new_address: str) -> int:
     from mailtracker import store as queries
     from mailtracker.models import Address
 
-    if "@" not in new_address:
+    if not is_address(new_address):
         print(f"mailtracker: '{new_address}' is not a mail address", file=sys.stderr)
         return EX_DATAERR
     with store.write() as session:
@@ -131,7 +132,7 @@ def subscriptions_set(
     from mailtracker.subscriptions import set_subscription
 
     names = [t.name for t in config.trackers]
-    if "@" not in email or (tracker is not None and tracker not in names):
+    if not is_address(email) or (tracker is not None and tracker not in names):
         problem = (
             f"'{email}' is not a mail address"
             if "@" not in email

@@ -118,6 +118,21 @@ def test_numbers_past_any_row_are_not_found_not_a_traceback(
         assert "'99999999999999999999' is not an id: a whole number from 1 to 2147483647" in said
 
 
+@pytest.mark.parametrize("typed", ["bob", "bob@", "@example.com", "bob @example.com", "<b@x>"])
+def test_what_is_not_a_mail_address_is_refused(
+    config_file: Path, capsys: pytest.CaptureFixture[str], typed: str
+) -> None:
+    c = str(config_file)
+    assert main(["user", "add", typed, "-c", c]) == 65
+    assert capsys.readouterr().err == f"mailtracker: '{typed}' is not a mail address\n"
+    assert main(["user", "add", "bob@example.com", "-c", c]) == 0
+    assert main(["user", "add-address", "bob@example.com", typed, "-c", c]) == 65
+    capsys.readouterr()
+    assert main(["user", "list", "--json", "-c", c]) == 0
+    (user,) = json.loads(capsys.readouterr().out)
+    assert typed not in [user["email"], *user.get("addresses", [])]
+
+
 def test_user_add_and_list(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(config_file)
     assert (
