@@ -75,8 +75,8 @@ def is_strong(text: str) -> bool:
         return False
     core = text.strip()
     if core.startswith(("--", "\u2014")):  # Android "---- Name wrote ----" (talon's fixtures)
-        core = core.strip(_DASHES)
-        return _VERB.search(core.rsplit(None, 1)[-1] if core else "") is not None
+        words = core.strip(_DASHES).split()  # none for "--\t_": only dashes and blanks
+        return bool(words) and _VERB.search(words[-1]) is not None
     has_anchor = any(ch.isdigit() for ch in core) or "@" in core
     return core.endswith(_COLONS) and has_anchor and _verb_then_address(core)
 

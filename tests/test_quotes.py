@@ -232,7 +232,7 @@ def test_crlf_line_ends_are_handled() -> None:
     assert visible_text(text) == "Yes."
 
 
-@given(st.text(alphabet=st.sampled_from("ab >:-@1\nOnwrote_*"), max_size=200))
+@given(st.text(alphabet=st.sampled_from("ab >:-@1\nOnwrote_*\t\u2014"), max_size=200))
 def test_output_is_never_empty_and_only_from_the_input(text: str) -> None:
     got = visible_text(text)
     assert bool(got) == bool(text.strip())
@@ -256,6 +256,13 @@ def test_output_is_never_empty_and_only_from_the_input(text: str) -> None:
 )
 def test_pathological_input_finishes(text: str) -> None:
     assert visible_text(text)
+
+
+@pytest.mark.parametrize("line", ["--\t_", "--\u2009__", "\u2014\t\u2014", "x\n--\t_\ny"])
+def test_a_dash_line_with_inner_blanks_is_text(line: str) -> None:
+    """Dashes and underscores around a tab looked like an Android attribution with no
+    words left: an IndexError (found by fuzzing), and the mail went to quarantine."""
+    assert visible_text(line) == line.strip()
 
 
 def test_github_750_kb_quote_finishes() -> None:
