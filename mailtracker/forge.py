@@ -26,7 +26,7 @@ from mailtracker.config import Config, TrackerConfig
 from mailtracker.forge_models import ForgeLink
 from mailtracker.models import utcnow
 from mailtracker.store import Store
-from mailtracker.values import FORGE_EVIDENCE, Envelope
+from mailtracker.values import FORGE_EVIDENCE, LARGEST_ID, Envelope
 
 __all__ = [
     "FORGE_EVIDENCE",
@@ -73,19 +73,24 @@ def _patterns(tracker: TrackerConfig) -> list[str]:
 
 def references(text: str, tracker: TrackerConfig) -> list[int]:
     """Issue numbers mentioned: ``issue42``, ``[issue42]``, ``bugs#42``, ``bpo-42``."""
-    found: dict[int, None] = {}
-    for pattern in _patterns(tracker):
-        for match in re.finditer(pattern, text, re.IGNORECASE):
-            found.setdefault(int(match.group(1)), None)
-    return list(found)
+    return _numbers(text, _patterns(tracker))
 
 
 def closing_references(text: str, tracker: TrackerConfig) -> list[int]:
     """Issue numbers after ``fixes``/``closes``/``resolves`` (and their tenses)."""
+    return _numbers(text, [_CLOSING + pattern for pattern in _patterns(tracker)])
+
+
+def _numbers(text: str, patterns: list[str]) -> list[int]:
+    """Each number the patterns find, once, in order. One past ``LARGEST_ID`` names no
+    issue and would fail in the driver (``bpo-99999999999999999999`` in a commit made
+    the webhook a 500, found by fuzzing): it is no reference."""
     found: dict[int, None] = {}
-    for pattern in _patterns(tracker):
-        for match in re.finditer(_CLOSING + pattern, text, re.IGNORECASE):
-            found.setdefault(int(match.group(1)), None)
+    for pattern in patterns:
+        for match in re.finditer(pattern, text, re.IGNORECASE):
+            number = int(match.group(1))
+            if number <= LARGEST_ID:
+                found.setdefault(number, None)
     return list(found)
 
 

@@ -15,7 +15,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mailtracker.models import Base, utcnow
 
-__all__ = ["ForgeLink", "WebhookDelivery"]
+__all__ = ["KEY_LENGTH", "ForgeLink", "WebhookDelivery"]
+
+
+# ``pr:owner/name#7``: GitHub's owner and repository names stop at 39 and 100 characters.
+KEY_LENGTH = 300
 
 
 class ForgeLink(Base):
@@ -25,7 +29,7 @@ class ForgeLink(Base):
     __table_args__ = (UniqueConstraint("issue_id", "key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(300))
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH))
     kind: Mapped[str] = mapped_column(String(20))
     url: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text, default="")

@@ -185,6 +185,26 @@ def test_unknown_repositories_and_events_are_ignored(
     assert len(show(store)["messages"]) == 2
 
 
+def test_odd_payloads_are_taken_or_ignored_never_a_500(
+    store: Store, forge_config: Config, issue: None
+) -> None:
+    """Signed payloads a fuzzer made (found failing in the driver, mostly on PostgreSQL):
+    a reference past any issue number, NUL characters, a number that is no number."""
+    huge = push("main", "Fix bpo-99999999999999999999 and bpo-1")
+    assert post(store, forge_config, "push", huge, "o1") == (200, {"status": "ok", "messages": 1})
+    nul = pull("opened", body="bpo-1 is\x00 fixed")
+    nul["pull_request"]["title"] = "bpo-1: fix\x00"
+    assert post(store, forge_config, "pull_request", nul, "o2\x00")[1]["messages"] == 1
+    assert "\x00" not in show(store)["messages"][-1]["body"]
+    junk = pull("opened", body="bpo-1")
+    junk["pull_request"]["number"] = "x" * 400
+    assert post(store, forge_config, "pull_request", junk, "o3") == (
+        200,
+        {"status": "ok", "messages": 0},
+    )
+    assert len(show(store)["messages"]) == 3
+
+
 def test_webhook_over_http_on_the_running_server(
     forge_config: Config, store: Store, issue: None
 ) -> None:
