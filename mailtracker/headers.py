@@ -145,10 +145,23 @@ class Headers:
         """``(display name, address)`` pairs. ``getaddresses`` on the raw text copes with
         groups and junk, and keeps RFC 822 comment names (``addr (Name)``) that the policy's
         ``str()`` drops; RFC 2047 forbids specials in a phrase's encoded words (section 5),
-        so decoding the names afterwards cannot split an address."""
+        so decoding the names afterwards cannot split an address. 8-bit bytes are decoded
+        address by address (``_utf8``), so junk beside a UTF-8 address (RFC 6532) no longer
+        turns the whole header to Latin-1."""
         self.decoded(name)  # for the policy's defects only
-        pairs = _getaddresses(self.raw(name))
-        return [(_decode_words(display), address) for display, address in pairs]
+        pairs = _getaddresses(self.unfolded(name))
+        return [(_decode_words(clean(display)), _utf8(address)) for display, address in pairs]
+
+
+def _utf8(address: str) -> str:
+    """An address with its 8-bit bytes read as UTF-8, the only charset an address may have
+    (RFC 6532); ``""`` (no address) if they are not UTF-8: no mail could reach it."""
+    if not _SURROGATE.search(address):
+        return address.replace("\x00", "")
+    try:
+        return address.encode("utf-8", "surrogateescape").decode("utf-8").replace("\x00", "")
+    except UnicodeError:
+        return ""
 
 
 def _getaddresses(values: list[str]) -> list[tuple[str, str]]:

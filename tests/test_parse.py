@@ -207,6 +207,20 @@ def test_8bit_latin1_header_falls_back_to_latin1() -> None:
     assert (mail.from_name, mail.subject) == ("André", "Café")
 
 
+def test_8bit_addresses_are_read_one_by_one_as_utf8() -> None:
+    """RFC 6532: an address is UTF-8. Junk beside a UTF-8 address used to turn the whole
+    header to Latin-1 (``jã¶rg@``), and the junk became a user; now the UTF-8 address is
+    kept, one that is not UTF-8 is no address, and a Latin-1 name is still read."""
+    mail = parse(
+        b"From: d\xff\xfeave@example.com\nSender: J\xc3\xb6rg <j\xc3\xb6rg@b\xc3\xbccher.example>\n"
+        b"Cc: d\xff\xfeave@example.com, j\xc3\xb6rg@b\xc3\xbccher.example,\n"
+        b" Ren\xe9 <rene@example.fr>\n"
+        b"Subject: s\n\nbody\n"
+    )
+    assert (mail.from_addr, mail.from_name) == ("jörg@bücher.example", "Jörg")
+    assert mail.cc == ("jörg@bücher.example", "rene@example.fr")
+
+
 def test_cr_only_line_endings() -> None:
     mail = load("cr-only")
     assert mail.subject == "Old Mac line endings"
