@@ -27,7 +27,7 @@ from mailtracker.config import TrackerConfig
 from mailtracker.headers import SMTP_POLICY
 from mailtracker.models import Address as UserAddress
 from mailtracker.models import Issue, Outbox, User, utcnow
-from mailtracker.outheaders import AS_SET, SMTP_UTF8, mime_type, put, threading_headers
+from mailtracker.outheaders import AS_SET, mime_type, policy_for, put, threading_headers
 from mailtracker.templating import mail_environment
 from mailtracker.values import AttachmentData, Change
 from mailtracker.web_unsubscribe import unsubscribe_url
@@ -201,7 +201,7 @@ def _personalise(notice: Notice, shared: bytes, rcpt: Addressee) -> OutgoingMail
             links.insert(0, f"<{url}>")
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers.append(("List-Unsubscribe", ", ".join(links)))
-    policy = SMTP_POLICY if rcpt.email.isascii() else SMTP_UTF8
+    policy = policy_for(rcpt.email, SMTP_POLICY)
     head = b"".join(policy.fold_binary(name, value) for name, value in headers)
     return OutgoingMail(message_id, rcpt.email, head + shared, verp_token())
 

@@ -15,29 +15,30 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
-from email.policy import Policy
+from email.policy import EmailPolicy
 
 from mailtracker.headers import SMTP_POLICY
 
-__all__ = ["AS_SET", "SMTP_UTF8", "mime_type", "policy_for", "put", "threading_headers"]
+__all__ = ["AS_SET", "mime_type", "policy_for", "put", "threading_headers"]
 
 # A value put in with ``set_raw`` is sent as given, never parsed and refolded: the id
 # headers are folded here, between ids (see ``threading_headers``).
 AS_SET = SMTP_POLICY.clone(refold_source="none")
-# RFC 6532: a UTF-8 header, for a recipient whose address is not ASCII (sent with SMTPUTF8).
-SMTP_UTF8 = SMTP_POLICY.clone(utf8=True)
-_AS_SET_UTF8 = AS_SET.clone(utf8=True)
+# RFC 6532: each policy's twin with UTF-8 headers, for an address that is not ASCII.
+_UTF8 = {policy: policy.clone(utf8=True) for policy in (AS_SET, SMTP_POLICY)}
 _FOLD_AT = 78  # the line length the policy folds at (RFC 5322 2.1.1)
 _ID_HEADERS = frozenset({"In-Reply-To", "References"})
 _LONGEST_ID = 250  # RFC 5322 sets none; a longer one is junk, and lines stop at 998
 _ID_TOKEN = re.compile(r"[!-;=?-~]+")  # printable ASCII, no space and no angle brackets
 
 
-def policy_for(recipient: str) -> Policy:
-    """How a whole mail to ``recipient`` is written: 7-bit, or, for an address that is not
-    ASCII, with UTF-8 headers (RFC 6532; the transport then asks for SMTPUTF8), since RFC
-    2047 encoded words are not allowed in an address."""
-    return AS_SET if recipient.isascii() else _AS_SET_UTF8
+def policy_for(
+    recipient: str, base: EmailPolicy[EmailMessage] = AS_SET
+) -> EmailPolicy[EmailMessage]:
+    """How headers to ``recipient`` are written (``base``: ``AS_SET`` or ``SMTP_POLICY``):
+    7-bit, or, for an address that is not ASCII, in UTF-8 (RFC 6532; the transport then
+    asks for SMTPUTF8), since RFC 2047 encoded words are not allowed in an address."""
+    return base if recipient.isascii() else _UTF8[base]
 
 
 def put(msg: EmailMessage, name: str, value: str) -> None:
