@@ -86,7 +86,7 @@ class RefuseNul:
         if scope["type"] == "http" and _has_nul(scope):
             reason = "the address holds a NUL character"
             response: Response
-            if str(scope["path"]).startswith("/api/"):
+            if _is_api(str(scope["path"])):
                 response = api_error(400, reason)
             else:
                 response = render("error.html", 400, status=400, reason=reason)
@@ -100,8 +100,8 @@ def _has_nul(scope: Scope) -> bool:
     return "\x00" in str(scope["path"]) or b"\x00" in unquote_to_bytes(query)
 
 
-def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -113,14 +113,14 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     reason = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else "not found"
-    if _is_api(request):
+    if _is_api(request.url.path):
         return api_error(exc.status_code, str(reason), dict(exc.headers or {}))
     return render("error.html", exc.status_code, status=exc.status_code, reason=reason)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    if _is_api(request):
+    if _is_api(request.url.path):
         return api_error(500, "internal error; the administrators can read the log")
     return render("error.html", 500, status=500, reason="internal error")
 
