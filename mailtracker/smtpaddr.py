@@ -16,7 +16,6 @@ aiosmtpd answers ``553 5.1.3``, a permanent refusal.
 from __future__ import annotations
 
 from email._header_value_parser import AddrSpec, AngleAddr, get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
 from functools import lru_cache
 
 __all__ = ["command_address"]
@@ -38,7 +37,5 @@ def command_address(arg: str) -> tuple[str | None, str | None]:
         else:
             address, rest = get_addr_spec(arg)
         return str(address.addr_spec), rest
-    except HeaderParseError:
-        return None, None
-    except Exception:  # the parser's own crashes on malformed input (above)
+    except Exception:  # HeaderParseError, or the parser's own crashes on malformed input
         return None, None
